@@ -1,0 +1,71 @@
+# transformer-lit: `make book` builds the book, `make test` runs every test.
+# Both create .venv with the pinned toolchain first (only Python 3.11 and pip are needed).
+
+PYTHON ?= $(shell command -v python3.11 || command -v python3)
+VENV   := .venv
+BIN    := $(VENV)/bin
+STAMP  := $(VENV)/.installed-stamp
+QUICK_OUT := _build/quick
+
+.PHONY: book test lab export clean-nbs check-sync nbval quick-book pytest site-test benchmark lock clean help
+
+help:
+	@echo "make book   - set up .venv, export, execute every notebook (full settings), build _build/html"
+	@echo "make test   - set up .venv, then: package/notebook sync, nbval, quick book build (-W), tests/"
+	@echo "make lab    - set up .venv and open JupyterLab on nbs/"
+	@echo "make export - write transformer_lit/ from the notebooks;  make clean-nbs - strip outputs/metadata"
+
+$(STAMP): requirements.lock pyproject.toml
+	@test -n "$(PYTHON)" || { echo "error: Python 3.11 not found (set PYTHON=...)"; exit 1; }
+	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	# One install from the lock file: torch==2.13.0+cpu is the CPU build.
+	$(BIN)/python -m pip install --quiet -r requirements.lock
+	$(BIN)/python -m pip install --quiet --no-deps -e .
+	@touch $(STAMP)
+
+export: $(STAMP)
+	$(BIN)/nbdev-export
+
+clean-nbs: $(STAMP)
+	$(BIN)/nbdev-clean
+
+book: $(STAMP) export
+	$(BIN)/jupyter-book build . -W -n --keep-going
+	@echo ""
+	@echo "Book built. Open: file://$(CURDIR)/_build/html/index.html"
+
+# ---- tests -------------------------------------------------------------------------------
+check-sync: $(STAMP)
+	$(BIN)/python tools/check_sync.py
+
+nbval: $(STAMP)
+	TRANSFORMER_LIT_QUICK=1 $(BIN)/python -m pytest -p no:cacheprovider --nbval-lax --nbval-current-env nbs/
+
+quick-book: $(STAMP)
+	TRANSFORMER_LIT_QUICK=1 $(BIN)/jupyter-book build . -W -n --keep-going --path-output $(QUICK_OUT)
+
+pytest: $(STAMP)
+	TRANSFORMER_LIT_QUICK=1 TRANSFORMER_LIT_SITE=$(QUICK_OUT)/_build/html $(BIN)/python -m pytest -p no:cacheprovider tests/
+
+test: check-sync nbval quick-book pytest
+	@echo "All tests passed."
+
+# The browser test against the full book (run by .ci/run after `make book`).
+site-test: $(STAMP)
+	TRANSFORMER_LIT_SITE=_build/html $(BIN)/python -m pytest -p no:cacheprovider tests/test_site.py
+
+lab: $(STAMP)
+	$(BIN)/jupyter lab --notebook-dir=nbs
+
+benchmark: $(STAMP)
+	@for f in benchmarks/*.py; do echo "== $$f"; $(BIN)/python $$f || exit 1; done
+
+# Regenerate requirements.lock from the current .venv (after changing pyproject ranges).
+lock: $(STAMP)
+	@{ echo "# Exact, tested versions of everything the Makefile installs (Python 3.11, CPU)."; \
+	   echo "# pyproject.toml keeps ranges; regenerate this file with 'make lock' after changing them."; \
+	   echo "# torch==2.13.0 resolves to the CPU build."; \
+	   $(BIN)/python -m pip freeze --exclude-editable | grep -v -i '^transformer.lit'; } > requirements.lock
+
+clean:
+	rm -rf _build
