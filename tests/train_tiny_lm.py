@@ -1,0 +1,68 @@
+"""Train a tiny language model with `transformer_lit.training.Trainer`; used by tests/test_ddp.py.
+
+The same script runs as one process (`python tests/train_tiny_lm.py ...`) or several
+(`python -m torch.distributed.run --nproc_per_node 2 tests/train_tiny_lm.py ...`): the Trainer
+notices torchrun's environment variables and trains data-parallel. Rank 0 writes the checkpoint
+(weights and loss history) to --out.
+"""
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+import torch
+import torch.nn as nn
+import torch.nn.functional as F
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))          # the repository's package, also when not installed
+
+from transformer_lit.training import (CharTokenizer, TrainConfig, Trainer, load_corpus,  # noqa: E402
+                                      teardown_distributed, train_val_split)
+
+
+class ContextMLP(nn.Module):
+    "A causal language model without attention: each position sees the embeddings of its last `ctx` tokens."
+
+    def __init__(self, vocab_size: int, d: int = 32, ctx: int = 4):
+        super().__init__()
+        self.config = {"vocab_size": vocab_size, "d": d, "ctx": ctx}
+        self.ctx = ctx
+        self.emb = nn.Embedding(vocab_size, d)
+        self.hidden = nn.Linear(ctx * d, 4 * d)
+        self.norm = nn.LayerNorm(4 * d)
+        self.out = nn.Linear(4 * d, vocab_size)
+
+    def forward(self, idx, targets=None):
+        B, T = idx.shape
+        e = F.pad(self.emb(idx), (0, 0, self.ctx - 1, 0))                      # (B, T+ctx-1, d)
+        h = torch.cat([e[:, i:i + T] for i in range(self.ctx)], dim=-1)        # (B, T, ctx*d)
+        logits = self.out(self.norm(F.gelu(self.hidden(h))))                   # (B, T, V)
+        loss = None if targets is None else F.cross_entropy(logits.flatten(0, 1), targets.flatten())
+        return logits, loss
+
+
+def main(argv=None):
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--out", required=True)
+    ap.add_argument("--batch-size", type=int, default=8)
+    ap.add_argument("--grad-accum", type=int, default=1)
+    ap.add_argument("--steps", type=int, default=20)
+    args = ap.parse_args(argv)
+    torch.set_num_threads(1)                            # two processes share a 2-core machine
+    text = load_corpus()[:100_000]
+    tok = CharTokenizer.train(text)
+    train, val = train_val_split(torch.tensor(tok.encode(text)))
+    torch.manual_seed(0)                                # the same initial weights in every process
+    model = ContextMLP(tok.vocab_size)
+    cfg = TrainConfig(block_size=32, batch_size=args.batch_size, grad_accum_steps=args.grad_accum,
+                      max_steps=args.steps, lr=3e-3, warmup_steps=5, eval_interval=10, eval_batches=2,
+                      device="cpu", progress=False)
+    trainer = Trainer(model, train, val, cfg, out_dir=args.out, tokenizer=tok)
+    trainer.fit()
+    teardown_distributed()
+
+
+if __name__ == "__main__":
+    main()
