@@ -1,0 +1,123 @@
+"""The `transformer-lit` command (chapter 9), run for real in a subprocess on a tiny corpus.
+
+Uses the installed console script when there is one (`.venv/bin/transformer-lit`), else
+`python -m transformer_lit.cli`: both call `transformer_lit.cli.main`.
+"""
+from __future__ import annotations
+
+import os
+import re
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+SCRIPT = Path(sys.executable).with_name("transformer-lit")
+COMMAND = [str(SCRIPT)] if SCRIPT.exists() else [sys.executable, "-m", "transformer_lit.cli"]
+ENV = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONWARNINGS": "ignore"}
+TINY = ["--n-layer", "1", "--n-head", "2", "--n-embd", "32", "--block-size", "16", "--batch-size", "8",
+        "--warmup-steps", "2", "--eval-interval", "3", "--eval-batches", "2", "--max-steps", "6"]
+VERSE = "Shall I compare thee to a summer's day?\nThou art more lovely and more temperate:\n" * 30
+
+
+def run(*args, check_status: int | None = 0) -> subprocess.CompletedProcess:
+    r = subprocess.run([*COMMAND, *map(str, args)], capture_output=True, text=True, env=ENV, timeout=300)
+    if check_status is not None:
+        assert r.returncode == check_status, f"exit {r.returncode}\nstdout:\n{r.stdout}\nstderr:\n{r.stderr}"
+    return r
+
+
+def val_loss(stdout: str) -> str:
+    "The final validation loss the train command prints, as printed (4 decimals)."
+    return re.findall(r"validation loss (\d+\.\d+)", stdout)[-1]
+
+
+@pytest.fixture(scope="module")
+def trained(tmp_path_factory):
+    "A corpus and a finished 6-step run (checkpoints at steps 3 and 6)."
+    d = tmp_path_factory.mktemp("cli")
+    (d / "verse.txt").write_text(VERSE)
+    r = run("train", "--data", d / "verse.txt", "--out", d / "run", *TINY)
+    return d, r
+
+
+def test_help_explains_every_option():
+    top = run("--help").stdout
+    assert "train" in top and "generate" in top
+    for sub, options in (("train", ["--data", "--out", "--resume", "--n-layer", "--n-head", "--n-embd", "--block-size",
+                                    "--dropout", "--position", "--batch-size", "--max-steps", "--lr", "--min-lr",
+                                    "--warmup-steps", "--weight-decay", "--beta2", "--grad-clip", "--val-fraction",
+                                    "--eval-interval", "--eval-batches", "--seed", "--device", "--no-progress"]),
+                         ("generate", ["--ckpt", "--prompt", "--max-new-tokens", "--temperature", "--top-k", "--top-p",
+                                       "--seed", "--device"])):
+        text = run(sub, "--help").stdout
+        for opt in options:
+            m = re.search(rf"^\s+{re.escape(opt)}\b(.*?)(?=^\s+-|\Z)", text, flags=re.M | re.S)
+            assert m is not None, f"{sub} --help does not list {opt}"
+            words = re.sub(r"^\s*[A-Z_]+", "", m.group(1).strip()).split()          # drop the metavar
+            assert len(words) >= 3, f"{sub} --help: {opt} is not explained: {m.group(0)!r}"
+
+
+def test_train_writes_checkpoints_and_validates(trained):
+    d, r = trained
+    assert "training a GPT of" in r.stdout
+    assert re.search(r"step 6: validation loss \d+\.\d+", r.stdout)
+    assert re.search(r"step +3: train loss \d+\.\d+, val loss \d+\.\d+", r.stdout)   # periodic validation
+    assert "train:" in r.stderr and "6/6" in r.stderr                              # the progress bar
+    run_dir = d / "run"
+    assert (run_dir / "latest").read_text() == "step_00000006"
+    assert {p.name for p in run_dir.glob("step_*")} == {"step_00000003", "step_00000006"}
+    assert (run_dir / "step_00000006" / "model.safetensors").is_file()
+
+
+def test_resume_continues_exactly(trained):
+    d, first = trained
+    # An interruption after step 3: a copy of the run without its last checkpoint.
+    cut = d / "cut"
+    shutil.copytree(d / "run", cut)
+    shutil.rmtree(cut / "step_00000006")
+    (cut / "latest").write_text("step_00000003")
+    r = run("train", "--out", cut, "--resume", "--no-progress")                   # data path from run.json
+    assert "resumed" in r.stdout and "at step 3 of 6" in r.stdout
+    assert re.search(r"step +6: train loss", r.stdout) and "train:" not in r.stderr   # lines, no bar
+    assert val_loss(r.stdout) == val_loss(first.stdout)                            # the same run, continued
+    assert (cut / "latest").read_text() == "step_00000006"
+
+
+def test_generate(trained):
+    d, _ = trained
+    a = run("generate", "--ckpt", d / "run", "--prompt", "Shall", "--max-new-tokens", "30", "--seed", "3",
+            "--temperature", "1.0", "--top-k", "10", "--top-p", "0.95").stdout
+    assert a.startswith("Shall") and len(a.rstrip("\n")) == len("Shall") + 30
+    assert set(a) <= set(VERSE) | {"\n"}
+    b = run("generate", "--ckpt", d / "run" / "step_00000006", "--prompt", "Shall", "--max-new-tokens", "30",
+            "--seed", "3", "--temperature", "1.0", "--top-k", "10", "--top-p", "0.95").stdout
+    assert a == b                                                                  # same seed, same text
+
+
+@pytest.mark.parametrize("args, needle", [
+    (["train", "--data", "{d}/missing.txt", "--out", "{d}/new"], "no such file"),
+    (["train", "--data", "{d}/verse.txt", "--out", "{d}/run"], "already holds a run"),
+    (["train", "--out", "{d}/empty_run", "--resume"], "no run to resume"),
+    (["train", "--data", "{d}/verse.txt", "--out", "{d}/new", "--max-steps", "0"], "positive integer"),
+    (["train", "--data", "{d}/verse.txt", "--out", "{d}/new", "--lr", "-0.001"], "positive number"),
+    (["train", "--data", "{d}/verse.txt", "--out", "{d}/new", "--n-layer", "two"], "positive integer"),
+    (["generate", "--ckpt", "{d}/nowhere", "--prompt", "Shall"], "no such directory"),
+    (["generate", "--ckpt", "{d}/run", "--prompt", ""], "prompt is empty"),
+    (["generate", "--ckpt", "{d}/run", "--prompt", "Zounds"], "'Z'"),
+    (["generate", "--ckpt", "{d}/run", "--prompt", "Shall", "--max-new-tokens", "-5"], "positive integer"),
+    (["generate", "--ckpt", "{d}/run", "--prompt", "Shall", "--temperature", "-1"], "number >= 0"),
+    (["generate", "--ckpt", "{d}/run", "--prompt", "Shall", "--top-k", "0"], "positive integer"),
+    (["generate", "--ckpt", "{d}/run", "--prompt", "Shall", "--top-p", "0"], "(0, 1]"),
+    (["generate", "--prompt", "Shall"], "--ckpt"),
+    (["fly"], "invalid choice"),
+])
+def test_mistakes_give_one_line_and_status_2(trained, args, needle):
+    d, _ = trained
+    (d / "empty_run").mkdir(exist_ok=True)
+    r = run(*[a.format(d=d) for a in args], check_status=2)
+    assert "Traceback" not in r.stderr
+    assert r.stderr.count("\n") == 1 and needle in r.stderr, r.stderr
+    assert r.stderr.startswith("transformer-lit")
