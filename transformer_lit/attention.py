@@ -6,21 +6,91 @@
 from __future__ import annotations
 
 import math
+import numbers
 
 import torch
 import torch.nn.functional as F
 from torch import Tensor
 
 # %% auto #0
-__all__ = ['causal_mask', 'padding_mask', 'stable_softmax', 'scaled_dot_product_attention', 'plot_attention']
+__all__ = ['check_int', 'check_float', 'check_probability', 'check_choice', 'check_tensor', 'raises', 'causal_mask',
+           'padding_mask', 'stable_softmax', 'scaled_dot_product_attention', 'plot_attention']
+
+# %% ../nbs/01_attention.ipynb #51cf0ffe
+def _got(value) -> str:
+    return f"{value!r} ({type(value).__name__})"
+
+
+def check_int(value, name: str, where: str, minimum: int | None = 1, maximum: int | None = None) -> int:
+    "`value` if it is an int in `[minimum, maximum]`: `TypeError` for a non-int (bools too), else `ValueError`."
+    if isinstance(value, bool) or not isinstance(value, numbers.Integral):
+        raise TypeError(f"{where}: {name} must be an int, got {_got(value)}")
+    if (minimum is not None and value < minimum) or (maximum is not None and value > maximum):
+        lo = "" if minimum is None else f" >= {minimum}"
+        hi = "" if maximum is None else f"{' and' if lo else ''} <= {maximum}"
+        raise ValueError(f"{where}: {name} must be an int{lo}{hi}, got {value!r}")
+    return int(value)
+
+
+def check_float(value, name: str, where: str, minimum: float | None = None, maximum: float | None = None,
+                min_inclusive: bool = True, max_inclusive: bool = True) -> float:
+    "`value` as a finite float in the given range: `TypeError` for a non-number (bools too), else `ValueError`."
+    if isinstance(value, bool) or not isinstance(value, numbers.Real):
+        raise TypeError(f"{where}: {name} must be a real number, got {_got(value)}")
+    value = float(value)
+    too_low = minimum is not None and (value < minimum if min_inclusive else value <= minimum)
+    too_high = maximum is not None and (value > maximum if max_inclusive else value >= maximum)
+    if not math.isfinite(value) or too_low or too_high:
+        lo = "" if minimum is None else ("[" if min_inclusive else "(") + f"{minimum}, "
+        hi = "" if maximum is None else f"{maximum}" + ("]" if max_inclusive else ")")
+        span = f" in {lo or '(-inf, '}{hi or 'inf)'}" if (lo or hi) else ""
+        raise ValueError(f"{where}: {name} must be a finite number{span}, got {value!r}")
+    return value
+
+
+def check_probability(value, name: str, where: str, allow_one: bool = False) -> float:
+    "A probability in `[0, 1)` (a dropout rate, say) or, with `allow_one`, in `[0, 1]`."
+    return check_float(value, name, where, 0.0, 1.0, max_inclusive=allow_one)
+
+
+def check_choice(value, name: str, where: str, choices):
+    "`value` if it is one of `choices`, else a `ValueError` that lists them."
+    if not any(value == c and type(value) is type(c) for c in choices):
+        raise ValueError(f"{where}: {name} must be one of {list(choices)}, got {value!r}")
+    return value
+
+
+def check_tensor(x, name: str, where: str, ndim: int | tuple[int, ...] | None = None,
+                 floating: bool | None = None) -> Tensor:
+    """`x` if it is a tensor with `ndim` dimensions (one of them, for a tuple) and, if `floating` is given,
+    a floating-point (True) or integer (False) dtype. `TypeError` for the type or dtype, `ValueError` for the rank."""
+    if not isinstance(x, Tensor):
+        raise TypeError(f"{where}: {name} must be a torch.Tensor, got {type(x).__name__}")
+    if ndim is not None and x.ndim not in ((ndim,) if isinstance(ndim, int) else ndim):
+        raise ValueError(f"{where}: {name} must have {ndim} dimensions, got shape {tuple(x.shape)}")
+    if floating is True and not x.is_floating_point():
+        raise TypeError(f"{where}: {name} must be a floating-point tensor, got {x.dtype}")
+    if floating is False and (x.is_floating_point() or x.is_complex() or x.dtype == torch.bool):
+        raise TypeError(f"{where}: {name} must be an integer tensor, got {x.dtype}")
+    return x
+
+# %% ../nbs/01_attention.ipynb #67e6c25d
+def raises(exc: type[BaseException], fn, *args, match: str | None = None, **kwargs) -> str:
+    "Assert that `fn(*args, **kwargs)` raises `exc` with `match` in its message; print and return the message."
+    try:
+        fn(*args, **kwargs)
+    except exc as e:
+        assert match is None or match in str(e), f"expected {match!r} in the message, got {str(e)!r}"
+        print(f"{exc.__name__}: {e}")
+        return str(e)
+    raise AssertionError(f"{getattr(fn, '__name__', fn)} did not raise {exc.__name__}")
 
 # %% ../nbs/01_attention.ipynb #9a0571e0
 def causal_mask(T: int, device: torch.device | str | None = None) -> Tensor:
     """Boolean `(T, T)` mask that is `True` where query `i` may attend to key `j`, i.e. `j <= i`.
 
     Used by every autoregressive model: a token may look at itself and the past, never the future."""
-    if not isinstance(T, int) or isinstance(T, bool) or T < 1:
-        raise ValueError(f"causal_mask: T must be a positive int, got {T!r}")
+    check_int(T, "T", "causal_mask")
     return torch.ones(T, T, dtype=torch.bool, device=device).tril()
 
 # %% ../nbs/01_attention.ipynb #9e0ed426
@@ -35,14 +105,18 @@ def padding_mask(lengths: Tensor | list[int], T: int | None = None) -> Tensor:
     if len(lengths) and lengths.min() < 0:
         raise ValueError(f"padding_mask: lengths must be >= 0, got {lengths.tolist()}")
     longest = int(lengths.max()) if len(lengths) else 0
-    T = longest if T is None else T
+    T = longest if T is None else check_int(T, "T", "padding_mask", minimum=0)
     if T < longest:
         raise ValueError(f"padding_mask: T={T} is shorter than the longest length {longest}")
     return (torch.arange(T, device=lengths.device) < lengths[:, None])[:, None, :]  # (B, 1, T)
 
 # %% ../nbs/01_attention.ipynb #bccf15e7
 def stable_softmax(scores: Tensor, dim: int = -1) -> Tensor:
-    """Softmax along `dim` that subtracts the maximum first and returns zeros for a row of all `-inf`."""
+    """Softmax along `dim` that subtracts the maximum first and returns zeros for a row of all `-inf`.
+
+    A row with no entries at all (no keys to attend to) is returned as it is: empty."""
+    if scores.shape[dim] == 0:
+        return scores.clone()
     m = scores.amax(dim, keepdim=True).detach()
     m = torch.where(torch.isfinite(m), m, torch.zeros_like(m))   # an all -inf row keeps -inf scores
     e = torch.exp(scores - m)                                     # exp(-inf) = 0, largest term = 1
@@ -52,13 +126,11 @@ def stable_softmax(scores: Tensor, dim: int = -1) -> Tensor:
 # %% ../nbs/01_attention.ipynb #5c19b566
 def _check_attention_inputs(q: Tensor, k: Tensor, v: Tensor, mask: Tensor | None, dropout_p: float):
     "Raise a clear `TypeError`/`ValueError` for inputs `scaled_dot_product_attention` cannot use."
+    where = "scaled_dot_product_attention"
     for name, t in (("q", q), ("k", k), ("v", v)):
-        if not isinstance(t, Tensor):
-            raise TypeError(f"scaled_dot_product_attention: {name} must be a torch.Tensor, got {type(t).__name__}")
+        check_tensor(t, name, where, floating=True)
         if t.ndim < 2:
-            raise ValueError(f"scaled_dot_product_attention: {name} must have shape (..., T, d), got {tuple(t.shape)}")
-        if not t.is_floating_point():
-            raise TypeError(f"scaled_dot_product_attention: {name} must be a floating-point tensor, got {t.dtype}")
+            raise ValueError(f"{where}: {name} must have shape (..., T, d), got {tuple(t.shape)}")
     if q.shape[-1] != k.shape[-1]:
         raise ValueError(f"scaled_dot_product_attention: q and k must have the same feature size d_k, "
                          f"got q {tuple(q.shape)} (d_k={q.shape[-1]}) and k {tuple(k.shape)} (d_k={k.shape[-1]})")
@@ -71,8 +143,7 @@ def _check_attention_inputs(q: Tensor, k: Tensor, v: Tensor, mask: Tensor | None
         raise ValueError(f"scaled_dot_product_attention: the batch dimensions of q {tuple(q.shape)}, "
                          f"k {tuple(k.shape)} and v {tuple(v.shape)} do not broadcast") from None
     if mask is not None:
-        if not isinstance(mask, Tensor):
-            raise TypeError(f"scaled_dot_product_attention: mask must be a torch.Tensor or None, got {type(mask).__name__}")
+        check_tensor(mask, "mask", where)
         if mask.dtype != torch.bool and not mask.is_floating_point():
             raise TypeError(f"scaled_dot_product_attention: mask must be bool (True = attend) or float "
                             f"(added to the scores), got {mask.dtype}")
@@ -84,8 +155,7 @@ def _check_attention_inputs(q: Tensor, k: Tensor, v: Tensor, mask: Tensor | None
         if not ok:
             raise ValueError(f"scaled_dot_product_attention: mask of shape {tuple(mask.shape)} does not "
                              f"broadcast to the scores' shape {expected} = (..., T_q, T_k)")
-    if not 0.0 <= dropout_p < 1.0:
-        raise ValueError(f"scaled_dot_product_attention: dropout_p must be in [0, 1), got {dropout_p}")
+    check_probability(dropout_p, "dropout_p", where)
 
 # %% ../nbs/01_attention.ipynb #6e851caa
 def scaled_dot_product_attention(
