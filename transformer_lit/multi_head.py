@@ -11,10 +11,11 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from .attention import plot_attention, scaled_dot_product_attention
+from .attention import (check_int, check_probability, check_tensor, plot_attention,
+                                       scaled_dot_product_attention)
 
 # %% auto #0
-__all__ = ['PositionHook', 'KVCache', 'MultiHeadAttention', 'mha_from_torch', 'mha_to_torch', 'plot_heads']
+__all__ = ['PositionHook', 'KVCache', 'MemoryKVCache', 'MultiHeadAttention', 'mha_from_torch', 'mha_to_torch', 'plot_heads']
 
 # %% ../nbs/03_multi_head.ipynb #600afc47
 class PositionHook(nn.Module):
@@ -41,12 +42,12 @@ class PositionHook(nn.Module):
 class KVCache:
     """Past keys/values of ONE attention layer for incremental decoding. Use one per layer.
 
-    `max_len` (optional) keeps only the last `max_len` positions: a sliding window."""
+    `max_len` (optional) keeps only the last `max_len` positions: a sliding window. `update` returns
+    the kept keys *and* the new ones, so that each query of a chunk can still see the `max_len` keys
+    up to itself; `MultiHeadAttention` then applies the banded mask `i - max_len < j <= i`."""
 
     def __init__(self, max_len: int | None = None):
-        if max_len is not None and (not isinstance(max_len, int) or isinstance(max_len, bool) or max_len < 1):
-            raise ValueError(f"KVCache: max_len must be a positive int or None, got {max_len!r}")
-        self.max_len = max_len
+        self.max_len = None if max_len is None else check_int(max_len, "max_len", "KVCache")
         self.k: Tensor | None = None   # (B, nh, T_kept, hs)
         self.v: Tensor | None = None   # (B, nh, T_kept, hs)
         self.offset = 0                # positions seen so far = absolute position of the next query
@@ -60,24 +61,37 @@ class KVCache:
         self.offset = 0
 
     def update(self, k: Tensor, v: Tensor) -> tuple[Tensor, Tensor]:
-        "Append `k`, `v` of shape `(B, nh, T_new, hs)`; return all kept keys and values."
+        "Append `k`, `v` of shape `(B, nh, T_new, hs)`; return the kept past followed by the new positions."
         if k.ndim != 4 or v.ndim != 4 or k.shape[:3] != v.shape[:3]:
             raise ValueError(f"KVCache.update: k and v must be (B, nh, T_new, hs) with equal B, nh, T_new, "
                              f"got k {tuple(k.shape)} and v {tuple(v.shape)}")
-        if self.max_len is not None and k.shape[2] > self.max_len:
-            raise ValueError(f"KVCache.update: {k.shape[2]} new positions do not fit in max_len={self.max_len}; "
-                             f"feed at most max_len tokens per call")
+        if self.k is not None and (k.shape[:2] != self.k.shape[:2] or k.shape[3] != self.k.shape[3]
+                                   or v.shape[3] != self.v.shape[3]):
+            raise ValueError(f"KVCache.update: new k {tuple(k.shape)} does not match the cached "
+                             f"{tuple(self.k.shape)} in (B, nh, ., hs)")
+        T_new = k.shape[2]
+        if self.k is not None:
+            k = torch.cat([self.k, k], dim=2)        # (B, nh, T_kept + T_new, hs)
+            v = torch.cat([self.v, v], dim=2)
+        keep = k.shape[2] if self.max_len is None else min(k.shape[2], self.max_len)
+        self.k, self.v = k[:, :, k.shape[2] - keep:], v[:, :, v.shape[2] - keep:]   # (B, nh, <= max_len, hs)
+        self.offset += T_new
+        return k, v
+
+# %% ../nbs/03_multi_head.ipynb #4e877c28
+class MemoryKVCache(KVCache):
+    """Keys/values of a fixed `memory` for cross-attention: projected on the first call, reused after.
+
+    Pass it as `cache=` together with `key`/`value`; once filled, `MultiHeadAttention` projects only the
+    queries. `reset()` before decoding another source."""
+
+    def __init__(self):
+        super().__init__(max_len=None)
+
+    def update(self, k: Tensor, v: Tensor) -> tuple[Tensor, Tensor]:
+        "Store `k`, `v` `(B, nh, S, hs)` on the first call; return the stored ones."
         if self.k is None:
             self.k, self.v = k, v
-        else:
-            if k.shape[:2] != self.k.shape[:2] or k.shape[3] != self.k.shape[3] or v.shape[3] != self.v.shape[3]:
-                raise ValueError(f"KVCache.update: new k {tuple(k.shape)} does not match the cached "
-                                 f"{tuple(self.k.shape)} in (B, nh, ., hs)")
-            self.k = torch.cat([self.k, k], dim=2)   # (B, nh, T_kept + T_new, hs)
-            self.v = torch.cat([self.v, v], dim=2)
-        if self.max_len is not None and self.k.shape[2] > self.max_len:
-            self.k, self.v = self.k[:, :, -self.max_len:], self.v[:, :, -self.max_len:]
-        self.offset += k.shape[2]
         return self.k, self.v
 
 # %% ../nbs/03_multi_head.ipynb #a9c9ddbb
@@ -99,8 +113,9 @@ def _merge_masks(*masks: Tensor | None) -> Tensor | None:
 # %% ../nbs/03_multi_head.ipynb #31471db9
 def _split_heads(x: Tensor, n: int, nh: int) -> tuple[Tensor, ...]:
     "(B, T, n*C) -> n tensors (B, nh, T, hs), as views of x."
-    B, T, _ = x.shape
-    return x.view(B, T, n, nh, -1).permute(2, 0, 3, 1, 4).unbind(0)       # n x (B, nh, T, hs)
+    B, T, width = x.shape
+    hs = width // (n * nh)                                                  # explicit: T may be 0
+    return x.view(B, T, n, nh, hs).permute(2, 0, 3, 1, 4).unbind(0)       # n x (B, nh, T, hs)
 
 # %% ../nbs/03_multi_head.ipynb #b837700d
 def _check_mha_inputs(m: MultiHeadAttention, query, key, value, key_padding_mask, attn_mask, cache):
@@ -113,8 +128,7 @@ def _check_mha_inputs(m: MultiHeadAttention, query, key, value, key_padding_mask
     for arg, t, width in (("query", query, m.d_model), ("key", key, m.kdim), ("value", value, m.vdim)):
         if t is None:
             continue
-        if not isinstance(t, Tensor):
-            raise TypeError(f"{name}: {arg} must be a torch.Tensor, got {type(t).__name__}")
+        check_tensor(t, arg, name, floating=True)
         if t.ndim != 3 or t.shape[-1] != width:
             raise ValueError(f"{name}: {arg} must have shape (B, T, {width}), got {tuple(t.shape)}")
     if key is None and not m.fused:
@@ -126,15 +140,19 @@ def _check_mha_inputs(m: MultiHeadAttention, query, key, value, key_padding_mask
                              f"{query.shape[0]}, {key.shape[0]} and {value.shape[0]}")
         if key.shape[1] != value.shape[1]:
             raise ValueError(f"{name}: key and value must have the same length, got {key.shape[1]} and {value.shape[1]}")
-        if cache is not None:
-            raise ValueError(f"{name}: a KVCache is for self-attention only (got key and value)")
     if cache is not None and not isinstance(cache, KVCache):
         raise TypeError(f"{name}: cache must be a KVCache or None, got {type(cache).__name__}")
+    if key is not None and cache is not None and not isinstance(cache, MemoryKVCache):
+        raise ValueError(f"{name}: a KVCache is for self-attention only (got key and value); "
+                         f"cross-attention takes a MemoryKVCache")
+    if key is None and isinstance(cache, MemoryKVCache):
+        raise ValueError(f"{name}: a MemoryKVCache is for cross-attention only; pass key and value")
     B, T_q = query.shape[:2]
     T_k = (query if key is None else key).shape[1]
-    if cache is not None:                                  # keys after the cache update
+    if isinstance(cache, MemoryKVCache):
+        T_k = T_k if cache.k is None else cache.k.shape[2]
+    elif cache is not None:                                # the kept past and the new keys
         T_k += len(cache)
-        T_k = T_k if cache.max_len is None else min(T_k, cache.max_len)
     if key_padding_mask is not None:
         if not isinstance(key_padding_mask, Tensor) or key_padding_mask.dtype != torch.bool:
             got = key_padding_mask.dtype if isinstance(key_padding_mask, Tensor) else type(key_padding_mask).__name__
@@ -170,12 +188,10 @@ class MultiHeadAttention(nn.Module):
         kdim = d_model if kdim is None else kdim
         vdim = d_model if vdim is None else vdim
         for name, val in (("d_model", d_model), ("n_heads", n_heads), ("kdim", kdim), ("vdim", vdim)):
-            if not isinstance(val, int) or isinstance(val, bool) or val < 1:
-                raise ValueError(f"MultiHeadAttention: {name} must be a positive int, got {val!r}")
+            check_int(val, name, "MultiHeadAttention")
         if d_model % n_heads:
             raise ValueError(f"MultiHeadAttention: d_model={d_model} is not divisible by n_heads={n_heads}")
-        if not 0.0 <= dropout < 1.0:
-            raise ValueError(f"MultiHeadAttention: dropout must be in [0, 1), got {dropout}")
+        check_probability(dropout, "dropout", "MultiHeadAttention")
         if position is not None and not isinstance(position, PositionHook):
             raise TypeError(f"MultiHeadAttention: position must be a PositionHook or None, got {type(position).__name__}")
         self.d_model, self.n_heads, self.head_dim = d_model, n_heads, d_model // n_heads
@@ -193,6 +209,16 @@ class MultiHeadAttention(nn.Module):
     def extra_repr(self) -> str:
         return f"d_model={self.d_model}, n_heads={self.n_heads}, dropout={self.dropout}"
 
+    def _rows(self, i: int, j: int) -> tuple[Tensor, Tensor | None]:
+        "Rows `i*C .. j*C` of the fused projection: 0-1 queries, 1-2 keys, 2-3 values."
+        C, w, b = self.d_model, self.in_proj.weight, self.in_proj.bias
+        return w[i * C:j * C], None if b is None else b[i * C:j * C]
+
+    def _project_query(self, query: Tensor) -> Tensor:
+        "Queries of all heads, (B, nh, T_q, hs), for cross-attention."
+        proj = F.linear(query, *self._rows(0, 1)) if self.fused else self.q_proj(query)
+        return _split_heads(proj, 1, self.n_heads)[0]
+
     def _project(self, query: Tensor, key: Tensor | None, value: Tensor | None) -> tuple[Tensor, Tensor, Tensor]:
         "Queries, keys and values of all heads, each (B, nh, T, hs)."
         nh, C = self.n_heads, self.d_model
@@ -201,9 +227,8 @@ class MultiHeadAttention(nn.Module):
         if not self.fused:                                                 # inputs of other widths
             return tuple(_split_heads(proj(x), 1, nh)[0] for proj, x in
                          ((self.q_proj, query), (self.k_proj, key), (self.v_proj, value)))
-        w, b = self.in_proj.weight, self.in_proj.bias                      # (3C, C), (3C,)
-        rows = lambda i, j: (w[i * C:j * C], None if b is None else b[i * C:j * C])
-        q, = _split_heads(F.linear(query, *rows(0, 1)), 1, nh)             # (B, nh, T_q, hs)
+        rows = self._rows
+        q = self._project_query(query)                                     # (B, nh, T_q, hs)
         if key is value:                                                   # one product for k and v
             k, v = _split_heads(F.linear(key, *rows(1, 3)), 2, nh)         # 2 x (B, nh, T_k, hs)
         else:
@@ -222,9 +247,12 @@ class MultiHeadAttention(nn.Module):
             key = value = None
         key, value = _check_mha_inputs(self, query, key, value, key_padding_mask, attn_mask, cache)
         B, T_q, C = query.shape
-        q, k, v = self._project(query, key, value)                         # (B, nh, T, hs) each
-        if cache is not None:
-            k, v = cache.update(k, v)                                      # (B, nh, T_k, hs): past + new
+        if isinstance(cache, MemoryKVCache) and cache.k is not None:      # memory projected on an earlier call
+            q, (k, v) = self._project_query(query), (cache.k, cache.v)
+        else:
+            q, k, v = self._project(query, key, value)                     # (B, nh, T, hs) each
+            if cache is not None:
+                k, v = cache.update(k, v)                                  # (B, nh, T_k, hs): past + new
         T_k = k.shape[2]
         hook = self.position if key is None else None                      # positions: self-attention only
         bias = None
@@ -233,10 +261,13 @@ class MultiHeadAttention(nn.Module):
             bias = hook.score_bias(q, k, q_offset=T_k - T_q)                # float, broadcasts to (B, nh, T_q, T_k)
         explicit = need_weights or (hook is not None and hook.needs_weights)
         pad = None if key_padding_mask is None else key_padding_mask[:, None, None, :]  # (B, 1, 1, T_k)
-        causal = None
+        causal = window = None
         if is_causal and (explicit or T_q != T_k or pad is not None or attn_mask is not None or bias is not None):
             causal = torch.ones(T_q, T_k, dtype=torch.bool, device=q.device).tril(T_k - T_q)  # bottom-right
-        mask = _merge_masks(pad, attn_mask, causal, bias)                  # None or broadcasts to (B, nh, T_q, T_k)
+        if key is None and cache is not None and cache.max_len is not None and T_k > cache.max_len:
+            # a chunk past a full window: query i sees keys i - max_len < j <= i only
+            window = torch.ones(T_q, T_k, dtype=torch.bool, device=q.device).triu(T_k - T_q - cache.max_len + 1)
+        mask = _merge_masks(pad, attn_mask, causal, window, bias)                  # None or broadcasts to (B, nh, T_q, T_k)
         if mask is not None and mask.dtype != torch.bool:
             mask = mask.to(q.dtype)
         dropout_p = self.dropout if self.training else 0.0
