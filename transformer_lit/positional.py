@@ -10,6 +10,7 @@ import math
 import torch
 from torch import Tensor, nn
 
+from .attention import check_int, check_tensor
 from .multi_head import PositionHook
 
 # %% auto #0
@@ -18,17 +19,11 @@ __all__ = ['POSITION_KINDS', 'sinusoidal_encoding', 'SinusoidalPositionalEncodin
            'ALiBi', 'rotate_half', 'rope_rotate', 'RotaryEmbedding', 'build_position', 'plot_extrapolation']
 
 # %% ../nbs/04_positional_encoding.ipynb #9e2814fe
-def _check_int(owner: str, name: str, value, minimum: int = 1):
-    "Raise a ValueError naming `owner`'s argument `name` unless `value` is an int >= `minimum`."
-    if not isinstance(value, int) or isinstance(value, bool) or value < minimum:
-        raise ValueError(f"{owner}: {name} must be an int >= {minimum}, got {value!r}")
-
-
 def sinusoidal_encoding(T: int, d_model: int, base: float = 10000.0) -> Tensor:
     """The `(T, d_model)` sinusoidal encoding: `PE[p, 2i] = sin(p w_i)`, `PE[p, 2i+1] = cos(p w_i)`,
     `w_i = base**(-2i/d_model)`. Row `p` is added to the embedding of the token at position `p`."""
-    _check_int("sinusoidal_encoding", "T", T, minimum=0)
-    _check_int("sinusoidal_encoding", "d_model", d_model)
+    check_int(T, "T", "sinusoidal_encoding", minimum=0)
+    check_int(d_model, "d_model", "sinusoidal_encoding")
     if d_model % 2:
         raise ValueError(f"sinusoidal_encoding: d_model must be even (sin/cos pairs), got {d_model}")
     if not base > 1:
@@ -41,11 +36,10 @@ def sinusoidal_encoding(T: int, d_model: int, base: float = 10000.0) -> Tensor:
 # %% ../nbs/04_positional_encoding.ipynb #692a875c
 def _check_absolute_input(owner: str, x, offset, d_model: int, max_len: int):
     "Check `x (B, T, d_model)` and that positions `offset .. offset+T-1` fit in `max_len`."
-    if not isinstance(x, Tensor):
-        raise TypeError(f"{owner}: x must be a torch.Tensor, got {type(x).__name__}")
+    check_tensor(x, "x", owner, floating=True)
     if x.ndim != 3 or x.shape[-1] != d_model:
         raise ValueError(f"{owner}: x must have shape (B, T, {d_model}), got {tuple(x.shape)}")
-    _check_int(owner, "offset", offset, minimum=0)
+    check_int(offset, "offset", owner, minimum=0)
     if offset + x.shape[1] > max_len:
         raise ValueError(f"{owner}: the sequence needs positions up to offset + T = {offset} + {x.shape[1]} = "
                          f"{offset + x.shape[1]}, but max_len = {max_len}; build the encoding with a larger max_len")
@@ -57,7 +51,7 @@ class SinusoidalPositionalEncoding(nn.Module):
 
     def __init__(self, d_model: int, max_len: int = 4096, dropout: float = 0.0):
         super().__init__()
-        _check_int("SinusoidalPositionalEncoding", "max_len", max_len)
+        check_int(max_len, "max_len", "SinusoidalPositionalEncoding")
         if not 0.0 <= dropout < 1.0:
             raise ValueError(f"SinusoidalPositionalEncoding: dropout must be in [0, 1), got {dropout}")
         self.d_model, self.max_len = d_model, max_len
@@ -74,8 +68,8 @@ class LearnedPositionalEmbedding(nn.Module):
 
     def __init__(self, max_len: int, d_model: int, dropout: float = 0.0):
         super().__init__()
-        _check_int("LearnedPositionalEmbedding", "max_len", max_len)
-        _check_int("LearnedPositionalEmbedding", "d_model", d_model)
+        check_int(max_len, "max_len", "LearnedPositionalEmbedding")
+        check_int(d_model, "d_model", "LearnedPositionalEmbedding")
         if not 0.0 <= dropout < 1.0:
             raise ValueError(f"LearnedPositionalEmbedding: dropout must be in [0, 1), got {dropout}")
         self.d_model, self.max_len = d_model, max_len
@@ -100,8 +94,8 @@ class ShawRelativePosition(PositionHook):
 
     def __init__(self, head_dim: int, max_relative_position: int = 16, values: bool = True):
         super().__init__()
-        _check_int("ShawRelativePosition", "head_dim", head_dim)
-        _check_int("ShawRelativePosition", "max_relative_position", max_relative_position)
+        check_int(head_dim, "head_dim", "ShawRelativePosition")
+        check_int(max_relative_position, "max_relative_position", "ShawRelativePosition")
         self.head_dim, self.max_relative_position = head_dim, max_relative_position
         n = 2 * max_relative_position + 1
         self.key_table = nn.Parameter(torch.randn(n, head_dim) * 0.02)              # (2R+1, hs): w^K_r
@@ -159,7 +153,7 @@ class T5RelativeBias(PositionHook):
 
     def __init__(self, n_heads: int, num_buckets: int = 32, max_distance: int = 128, bidirectional: bool = True):
         super().__init__()
-        _check_int("T5RelativeBias", "n_heads", n_heads)
+        check_int(n_heads, "n_heads", "T5RelativeBias")
         t5_relative_bucket(torch.zeros(1), bidirectional, num_buckets, max_distance)   # validates the settings
         self.n_heads, self.num_buckets, self.max_distance = n_heads, num_buckets, max_distance
         self.bidirectional = bidirectional
@@ -176,7 +170,7 @@ class T5RelativeBias(PositionHook):
 def alibi_slopes(n_heads: int) -> Tensor:
     """ALiBi's slope per head (Press et al. 2022): `2**(-8h/n)` for `n` a power of two; otherwise the slopes
     of the largest power of two below `n`, then every other slope of twice that power."""
-    _check_int("alibi_slopes", "n_heads", n_heads)
+    check_int(n_heads, "n_heads", "alibi_slopes")
 
     def geometric(n: int) -> list[float]:
         return [2.0 ** (-8.0 * h / n) for h in range(1, n + 1)]
@@ -220,8 +214,8 @@ class RotaryEmbedding(PositionHook):
 
     def __init__(self, head_dim: int, max_len: int = 4096, base: float = 10000.0):
         super().__init__()
-        _check_int("RotaryEmbedding", "head_dim", head_dim)
-        _check_int("RotaryEmbedding", "max_len", max_len)
+        check_int(head_dim, "head_dim", "RotaryEmbedding")
+        check_int(max_len, "max_len", "RotaryEmbedding")
         if head_dim % 2:
             raise ValueError(f"RotaryEmbedding: head_dim must be even (coordinates are rotated in pairs), got {head_dim}")
         if not base > 1:
@@ -267,8 +261,8 @@ def build_position(kind: str, *, d_model: int, n_heads: int, max_len: int, dropo
     return a `PositionHook` for `MultiHeadAttention(position=...)`. `bidirectional` only matters for T5."""
     if kind not in POSITION_KINDS:
         raise ValueError(f"build_position: kind must be one of {POSITION_KINDS}, got {kind!r}")
-    _check_int("build_position", "d_model", d_model)
-    _check_int("build_position", "n_heads", n_heads)
+    check_int(d_model, "d_model", "build_position")
+    check_int(n_heads, "n_heads", "build_position")
     if d_model % n_heads:
         raise ValueError(f"build_position: d_model={d_model} is not divisible by n_heads={n_heads}")
     head_dim = d_model // n_heads

@@ -8,7 +8,7 @@ from __future__ import annotations
 import torch
 from torch import Tensor, nn
 
-from .attention import causal_mask, scaled_dot_product_attention
+from .attention import causal_mask, check_int, check_tensor, scaled_dot_product_attention
 
 # %% auto #0
 __all__ = ['SelfAttention']
@@ -24,8 +24,7 @@ class SelfAttention(nn.Module):
         super().__init__()
         d_head = d_model if d_head is None else d_head
         for name, val in (("d_model", d_model), ("d_head", d_head)):
-            if not isinstance(val, int) or isinstance(val, bool) or val < 1:
-                raise ValueError(f"SelfAttention: {name} must be a positive int, got {val!r}")
+            check_int(val, name, "SelfAttention")
         self.d_model, self.d_head = d_model, d_head
         self.q_proj = nn.Linear(d_model, d_head, bias=bias)    # W^Q
         self.k_proj = nn.Linear(d_model, d_head, bias=bias)    # W^K
@@ -33,8 +32,9 @@ class SelfAttention(nn.Module):
         self.out_proj = nn.Linear(d_head, d_model, bias=bias)  # W^O
 
     def forward(self, x: Tensor, mask: Tensor | None = None, is_causal: bool = False) -> tuple[Tensor, Tensor]:
-        if not isinstance(x, Tensor) or x.ndim != 3 or x.shape[-1] != self.d_model:
-            got = tuple(x.shape) if isinstance(x, Tensor) else type(x).__name__
+        check_tensor(x, "x", "SelfAttention", floating=True)
+        if x.ndim != 3 or x.shape[-1] != self.d_model:
+            got = tuple(x.shape)
             raise ValueError(f"SelfAttention: x must have shape (B, T, d_model={self.d_model}), got {got}")
         T = x.shape[1]
         if is_causal:  # combine with the caller's mask: blocked if either blocks
