@@ -8,6 +8,7 @@ from __future__ import annotations
 import argparse
 import json
 import math
+import os
 import sys
 from pathlib import Path
 
@@ -95,21 +96,56 @@ def build_parser() -> argparse.ArgumentParser:
     return p
 
 # %% ../nbs/09_cli.ipynb #8a0a0152
+def _device(name: str):
+    """The `torch.device` that `--device` names, checked the same way for `train` and `generate`: a name
+    torch does not know, or a device this machine does not have, is a one-line error."""
+    from transformer_lit.training import resolve_device
+    try:
+        return resolve_device(name)
+    except ValueError as e:
+        raise ValueError(f"--device: {str(e).removeprefix('resolve_device: ')}") from None
+
+
+def _sha256(text: str) -> str:
+    import hashlib
+    return hashlib.sha256(text.encode("utf-8")).hexdigest()
+
+
+def _read_run(run_file: Path) -> dict:
+    "The run's `run.json` (data file, validation fraction, SHA-256 of the text), or {} for an older run without one."
+    if not run_file.is_file():
+        return {}
+    try:
+        run = json.loads(run_file.read_text(encoding="utf-8"))
+    except (json.JSONDecodeError, UnicodeDecodeError) as e:
+        raise ValueError(f"--resume: {str(run_file)!r} is not valid JSON ({e})") from None
+    if not isinstance(run, dict):
+        raise ValueError(f"--resume: {str(run_file)!r} must hold a JSON object, got {type(run).__name__}")
+    return run
+
+
 def _train(args) -> int:
     out = args.out                                                           # cheap checks first, then imports
     if out.exists() and not out.is_dir():
         raise ValueError(f"--out: {str(out)!r} exists and is not a directory")
     run_file = out / "run.json"                                             # what the checkpoints do not record
+    run = {}
     if args.resume:
         if not (out / "latest").is_file():
             raise ValueError(f"--resume: {str(out)!r} holds no run to resume (no 'latest' checkpoint)")
-        run = json.loads(run_file.read_text()) if run_file.is_file() else {}
+        run = _read_run(run_file)
         data = args.data if args.data is not None else (Path(run["data"]) if run.get("data") else None)
         val_fraction = run.get("val_fraction", args.val_fraction)
     elif (out / "latest").exists():
         raise ValueError(f"--out: {str(out)!r} already holds a run; add --resume to continue it, or choose another directory")
     else:
         data, val_fraction = args.data, args.val_fraction
+        if args.warmup_steps > args.max_steps:
+            raise ValueError(f"--warmup-steps: {args.warmup_steps} is more than --max-steps {args.max_steps}; "
+                             f"the warm-up must fit in the run")
+        if args.min_lr > args.lr:
+            raise ValueError(f"--min-lr: {args.min_lr:g} is larger than --lr {args.lr:g}; the cosine decays from "
+                             f"--lr down to --min-lr")
     if data is not None and not data.is_file():
         raise FileNotFoundError(f"--data: no such file: {str(data)!r}")
 
@@ -117,7 +153,15 @@ def _train(args) -> int:
     from transformer_lit.gpt import GPT, GPTConfig
     from transformer_lit.training import (CharTokenizer, TrainConfig, Trainer, atomic_write_bytes, load_checkpoint,
                                           load_corpus, tokenizer_from_dict, train_val_split)
+    _device(args.device)
     text = load_corpus(data)                                                 # None: the shipped corpus
+    if args.resume and run.get("sha256") not in (None, _sha256(text)):      # another text, or the text changed
+        name = "the default corpus" if data is None else repr(str(data))
+        if args.data is not None:
+            raise ValueError(f"--data: {name} is not the text this run was trained on (its SHA-256 differs from the "
+                             f"one in {str(run_file)!r}); leave out --data to resume on {run.get('data') or 'the default corpus'!r}")
+        raise ValueError(f"--resume: {name}, the text this run was trained on, has changed since (its SHA-256 "
+                         f"differs from the one in {str(run_file)!r})")
     if args.resume:
         ck = load_checkpoint(out)                                            # the latest checkpoint
         config, tok = GPTConfig.from_dict(ck["model_config"]), tokenizer_from_dict(ck["tokenizer"])
@@ -127,11 +171,10 @@ def _train(args) -> int:
         config = GPTConfig(vocab_size=tok.vocab_size, block_size=args.block_size, n_layer=args.n_layer,
                            n_head=args.n_head, n_embd=args.n_embd, dropout=args.dropout, position=args.position)
         cfg = TrainConfig(block_size=args.block_size, batch_size=args.batch_size, max_steps=args.max_steps,
-                          lr=args.lr, warmup_steps=min(args.warmup_steps, args.max_steps),
-                          min_lr_ratio=min(1.0, args.min_lr / args.lr), weight_decay=args.weight_decay,
-                          beta2=args.beta2, grad_clip=args.grad_clip, eval_interval=args.eval_interval,
-                          eval_batches=args.eval_batches, seed=args.seed, device=args.device, precision="fp32",
-                          progress=not args.no_progress)
+                          lr=args.lr, warmup_steps=args.warmup_steps, min_lr_ratio=args.min_lr / args.lr,
+                          weight_decay=args.weight_decay, beta2=args.beta2, grad_clip=args.grad_clip,
+                          eval_interval=args.eval_interval, eval_batches=args.eval_batches, seed=args.seed,
+                          device=args.device, precision="fp32", progress=not args.no_progress)
     ids = torch.tensor(tok.encode(text), dtype=torch.long)
     if len(ids) * min(val_fraction, 1 - val_fraction) <= config.block_size + 1:
         raise ValueError(f"--data: {len(ids)} characters are too few for block size {config.block_size} and "
@@ -141,11 +184,12 @@ def _train(args) -> int:
     model = GPT(config)
     trainer = Trainer(model, train_ids, val_ids, cfg, out_dir=out, tokenizer=tok)
     if args.resume:
-        trainer.resume()
+        trainer.resume()                                                      # refuses other data, too
         print(f"resumed {str(out)!r} at step {trainer.step} of {cfg.max_steps}", flush=True)
     else:
         out.mkdir(parents=True, exist_ok=True)
-        run = {"data": None if data is None else str(data.resolve()), "val_fraction": val_fraction}
+        run = {"data": None if data is None else str(data.resolve()), "val_fraction": val_fraction,
+               "sha256": _sha256(text)}
         atomic_write_bytes(run_file, json.dumps(run).encode())
         print(f"training a GPT of {model.num_params():,} parameters on {len(text):,} characters "
               f"({tok.vocab_size} distinct) for {cfg.max_steps} steps", flush=True)
@@ -172,6 +216,7 @@ def _generate(args) -> int:
         raise ValueError("--prompt: the prompt is empty; give at least one character")
     from transformer_lit.gpt import GPT, GPTConfig, generate
     from transformer_lit.training import load_checkpoint, tokenizer_from_dict
+    device = _device(args.device)                                            # before anything is loaded
     info = load_checkpoint(args.ckpt)
     if info["tokenizer"] is None:
         raise ValueError(f"--ckpt: {str(info['path'])!r} holds no tokenizer")
@@ -182,24 +227,36 @@ def _generate(args) -> int:
         prompt = tok.encode(args.prompt)
     except ValueError as e:
         raise ValueError(f"--prompt: {e}") from None
-    ids = generate(model.to(args.device), prompt, args.max_new_tokens, temperature=args.temperature,
+    ids = generate(model.to(device), prompt, args.max_new_tokens, temperature=args.temperature,
                    top_k=args.top_k, top_p=args.top_p, seed=args.seed)
     sys.stdout.write(tok.decode(ids.tolist()) + "\n")
     return 0
 
 
+def _first_line(e: BaseException) -> str:
+    lines = str(e).splitlines()
+    return lines[0] if lines else type(e).__name__
+
+
 def main(argv: list[str] | None = None) -> int:
-    "Entry point of the `transformer-lit` command; returns the exit status."
+    """Entry point of the `transformer-lit` command; returns the exit status: 0, 2 for a mistake in
+    the command (one line on stderr), 1 for any other failure (one line too), 130 when interrupted."""
     parser = build_parser()
     args = parser.parse_args(argv)
     try:
         return {"train": _train, "generate": _generate}[args.command](args)
     except (ValueError, OSError) as e:               # a user's mistake (chapter 7's CheckpointError is a ValueError)
-        print(f"transformer-lit {args.command}: error: {str(e).splitlines()[0]}", file=sys.stderr)
+        print(f"transformer-lit {args.command}: error: {_first_line(e)}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
         print("transformer-lit: interrupted", file=sys.stderr)
         return 130
+    except Exception as e:                           # a run that diverged, a GPU out of memory, a bug
+        if os.environ.get("TRANSFORMER_LIT_TRACEBACK") == "1":
+            raise
+        print(f"transformer-lit {args.command}: error: {type(e).__name__}: {_first_line(e)} "
+              f"(TRANSFORMER_LIT_TRACEBACK=1 shows where)", file=sys.stderr)
+        return 1
 
 # %% ../nbs/09_cli.ipynb #92e4fdec
 if __name__ == "__main__" and "__file__" in globals():                       # `python -m transformer_lit.cli`

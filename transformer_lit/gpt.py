@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import json
 import math
+import numbers
 import os
 from contextlib import contextmanager
 from dataclasses import dataclass, fields
@@ -16,6 +17,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from .attention import check_choice, check_float, check_int, check_probability, check_tensor
 from .encoder import EncoderLayer, FeedForward
 from .multi_head import KVCache
 from .positional import build_position
@@ -43,11 +45,6 @@ POSITIONS = ("learned", "rope", "alibi")
 ACTIVATIONS = ("gelu_tanh", "gelu")
 
 
-def _check_int(value, where: str, name: str, lo: int = 1):
-    if isinstance(value, bool) or not isinstance(value, int) or value < lo:
-        raise ValueError(f"{where}: {name} must be an int >= {lo}, got {value!r}")
-
-
 @dataclass
 class GPTConfig:
     """Shape and choices of a `GPT`. The defaults are GPT-2 small (124M parameters)."""
@@ -68,15 +65,16 @@ class GPTConfig:
         if self.d_ff is None:
             self.d_ff = 4 * self.n_embd
         for name in ("vocab_size", "block_size", "n_layer", "n_head", "n_embd", "d_ff"):
-            _check_int(getattr(self, name), "GPTConfig", name)
+            check_int(getattr(self, name), name, "GPTConfig")
         if self.n_embd % self.n_head:
             raise ValueError(f"GPTConfig: n_embd={self.n_embd} must be divisible by n_head={self.n_head}")
-        if isinstance(self.dropout, bool) or not isinstance(self.dropout, (int, float)) or not 0 <= self.dropout < 1:
-            raise ValueError(f"GPTConfig: dropout must lie in [0, 1), got {self.dropout!r}")
-        if self.position not in POSITIONS:
-            raise ValueError(f"GPTConfig: position must be one of {POSITIONS}, got {self.position!r}")
-        if self.activation not in ACTIVATIONS:
-            raise ValueError(f"GPTConfig: activation must be one of {ACTIVATIONS}, got {self.activation!r}")
+        check_probability(self.dropout, "dropout", "GPTConfig")
+        check_choice(self.position, "position", "GPTConfig", POSITIONS)
+        check_choice(self.activation, "activation", "GPTConfig", ACTIVATIONS)
+        check_float(self.layer_norm_eps, "layer_norm_eps", "GPTConfig", minimum=0, min_inclusive=False)
+        for name in ("bias", "tie_weights"):
+            if not isinstance(getattr(self, name), bool):
+                raise TypeError(f"GPTConfig: {name} must be a bool, got {getattr(self, name)!r}")
 
     @classmethod
     def from_dict(cls, d: dict) -> "GPTConfig":
@@ -158,15 +156,25 @@ class GPT(nn.Module):
         c = self.config
         if not isinstance(idx, Tensor) or idx.ndim != 2 or idx.dtype not in (torch.int64, torch.int32):
             got = f"{idx.dtype} tensor of shape {tuple(idx.shape)}" if isinstance(idx, Tensor) else type(idx).__name__
-            raise TypeError(f"GPT: idx must be an integer tensor of shape (B, T), got {got}")
+            kind = ValueError if isinstance(idx, Tensor) and idx.dtype in (torch.int64, torch.int32) else TypeError
+            raise kind(f"GPT: idx must be an integer tensor of shape (B, T), got {got}")
         B, T = idx.shape
         if T == 0 or (caches is None and T > c.block_size):
             raise ValueError(f"GPT: idx must hold 1 to block_size={c.block_size} tokens per row, got T={T}")
         if caches is not None and len(caches) != len(self.blocks):
             raise ValueError(f"GPT: caches must hold one KVCache per block ({len(self.blocks)}), got {len(caches)}")
-        if targets is not None and (not isinstance(targets, Tensor) or targets.shape != idx.shape):
-            got = tuple(targets.shape) if isinstance(targets, Tensor) else type(targets).__name__
-            raise ValueError(f"GPT: targets must have the shape of idx {tuple(idx.shape)}, got {got}")
+        lo, hi = (int(v) for v in torch.aminmax(idx))                          # an IndexError (a CUDA assert) otherwise
+        if lo < 0 or hi >= c.vocab_size:
+            raise ValueError(f"GPT: idx holds the token id {lo if lo < 0 else hi}, outside the vocabulary "
+                             f"[0, vocab_size={c.vocab_size})")
+        if targets is not None:
+            check_tensor(targets, "targets", "GPT", floating=False)
+            if targets.shape != idx.shape:
+                raise ValueError(f"GPT: targets must have the shape of idx {tuple(idx.shape)}, got {tuple(targets.shape)}")
+            ok = ((targets >= 0) & (targets < c.vocab_size)) | (targets == -100)   # -100: cross_entropy's ignore_index
+            if not bool(ok.all()):
+                raise ValueError(f"GPT: targets hold the id {int(targets[~ok][0])}, outside the vocabulary "
+                                 f"[0, vocab_size={c.vocab_size}) (and not -100, the id of a position to ignore)")
         offset = caches[0].offset if caches else 0                              # position of idx[:, 0]
         x = self.tok_emb(idx)                                                   # (B, T, C)
         x = self.pos_enc(x, offset=offset) if self.pos_enc is not None else self.drop(x)
@@ -177,7 +185,7 @@ class GPT(nn.Module):
         if targets is None:
             return self.lm_head(x[:, -1:] if last_only else x), None           # (B, 1 or T, V)
         logits = self.lm_head(x)                                                # (B, T, V)
-        loss = F.cross_entropy(logits.reshape(B * T, -1), targets.reshape(B * T))
+        loss = F.cross_entropy(logits.reshape(B * T, -1), targets.reshape(B * T).long())   # -100 is ignored
         return logits, loss
 
     @torch.no_grad()
@@ -202,12 +210,11 @@ def gpt_param_formula(c: GPTConfig) -> int:
 
 # %% ../nbs/08_gpt.ipynb #1552accf
 def _check_sampling(temperature, top_k, top_p, where: str = "next_token_probs"):
-    if isinstance(temperature, bool) or not isinstance(temperature, (int, float)) or not 0 <= temperature < math.inf:
-        raise ValueError(f"{where}: temperature must be a finite number >= 0 (0 = greedy), got {temperature!r}")
-    if top_k is not None and (isinstance(top_k, bool) or not isinstance(top_k, int) or top_k < 1):
-        raise ValueError(f"{where}: top_k must be a positive int or None, got {top_k!r}")
-    if top_p is not None and (isinstance(top_p, bool) or not isinstance(top_p, (int, float)) or not 0 < top_p <= 1):
-        raise ValueError(f"{where}: top_p must lie in (0, 1] or be None, got {top_p!r}")
+    check_float(temperature, "temperature", where, minimum=0)                 # 0 = greedy
+    if top_k is not None:
+        check_int(top_k, "top_k", where)
+    if top_p is not None:
+        check_float(top_p, "top_p", where, 0, 1, min_inclusive=False)
 
 
 def next_token_probs(logits: Tensor, temperature: float = 1.0, top_k: int | None = None,
@@ -215,6 +222,7 @@ def next_token_probs(logits: Tensor, temperature: float = 1.0, top_k: int | None
     """The distribution the next token is drawn from: `(..., V)` logits -> `(..., V)` probabilities.
 
     Temperature 0 is greedy (all mass on the arg-max); then top-k, then nucleus (top-p) filtering."""
+    check_tensor(logits, "logits", "next_token_probs", floating=True)
     _check_sampling(temperature, top_k, top_p)
     if temperature == 0:
         return F.one_hot(logits.argmax(-1), logits.shape[-1]).to(logits.dtype)
@@ -256,8 +264,9 @@ def plot_next_token_probs(logits: Tensor, settings: dict[str, dict], labels=None
 class PreallocatedKVCache(KVCache):
     """Chapter 3's `KVCache` (same `update`, `offset`, `max_len`), writing in place instead of concatenating.
 
-    Keys and values go into buffers of `2 * max_len` positions (grown by doubling when `max_len` is None);
-    `update` returns views of the kept window, valid until the next `update`. For inference."""
+    Keys and values go into buffers allocated once (`2 * max_len` positions, or more for a longer chunk;
+    grown by doubling when `max_len` is None). `update` returns views of the kept past followed by the
+    new positions, valid until the next `update`. For inference."""
 
     def __init__(self, max_len: int | None = None):
         super().__init__(max_len)
@@ -273,41 +282,39 @@ class PreallocatedKVCache(KVCache):
         self._start = self._end = 0
 
     def update(self, k: Tensor, v: Tensor) -> tuple[Tensor, Tensor]:
-        "Append `k`, `v` of shape `(B, nh, T_new, hs)`; return (views of) all kept keys and values."
+        "Append `k`, `v` of shape `(B, nh, T_new, hs)`; return (views of) the kept past followed by the new positions."
+        check_tensor(k, "k", "PreallocatedKVCache.update")
+        check_tensor(v, "v", "PreallocatedKVCache.update")
         if k.ndim != 4 or v.ndim != 4 or k.shape[:3] != v.shape[:3]:
             raise ValueError(f"PreallocatedKVCache.update: k and v must be (B, nh, T_new, hs) with equal B, nh, "
                              f"T_new, got k {tuple(k.shape)} and v {tuple(v.shape)}")
         B, nh, n, _ = k.shape
-        if self.max_len is not None and n > self.max_len:
-            raise ValueError(f"PreallocatedKVCache.update: {n} new positions do not fit in max_len={self.max_len}; "
-                             f"feed at most max_len tokens per call")
         if self._kbuf is None:
-            cap = 2 * self.max_len if self.max_len is not None else max(64, 2 * n)
+            cap = max(64 if self.max_len is None else 2 * self.max_len, 2 * n)
             self._kbuf, self._vbuf = k.new_empty(B, nh, cap, k.shape[3]), v.new_empty(B, nh, cap, v.shape[3])
         elif (B, nh) != self._kbuf.shape[:2] or k.shape[3] != self._kbuf.shape[3] or v.shape[3] != self._vbuf.shape[3]:
             raise ValueError(f"PreallocatedKVCache.update: new k {tuple(k.shape)} does not match the cached "
                              f"{tuple(self._kbuf.shape[:2])} + (., {self._kbuf.shape[3]}) in (B, nh, ., hs)")
-        if self._end + n > self._kbuf.shape[2]:                 # no room left at the end of the buffers
-            if self.max_len is None:                              # grow: a twice larger buffer
-                cap = max(2 * self._kbuf.shape[2], self._end + n)
-                for name in ("_kbuf", "_vbuf"):
-                    old = getattr(self, name)
-                    new = old.new_empty(*old.shape[:2], cap, old.shape[3])
-                    new[:, :, :self._end] = old[:, :, :self._end]
-                    setattr(self, name, new)
-            else:                                                 # slide: move what stays to the front
-                keep = min(len(self), self.max_len - n)
-                for buf in (self._kbuf, self._vbuf):
-                    buf[:, :, :keep] = buf[:, :, self._end - keep:self._end].clone()
-                self._start, self._end = 0, keep
+        keep = self._end - self._start                            # the kept past
+        if self._end + n > self._kbuf.shape[2]:                   # no room after it: move it to the front,
+            cap = self._kbuf.shape[2]
+            if keep + n > cap:                                    # of a larger buffer if it must grow
+                cap = max(2 * cap, keep + n)
+            for name in ("_kbuf", "_vbuf"):
+                old = getattr(self, name)
+                new = old if cap == old.shape[2] else old.new_empty(*old.shape[:2], cap, old.shape[3])
+                kept = old[:, :, self._start:self._end]
+                new[:, :, :keep] = kept.clone() if new is old else kept   # clone: the two ranges may overlap
+                setattr(self, name, new)
+            self._start, self._end = 0, keep
         self._kbuf[:, :, self._end:self._end + n] = k           # write in place
         self._vbuf[:, :, self._end:self._end + n] = v
-        self._end += n
-        if self.max_len is not None:
+        first, self._end = self._start, self._end + n
+        if self.max_len is not None:                              # keep the last max_len for the next call
             self._start = max(self._start, self._end - self.max_len)
         self.offset += n
         self.k, self.v = self._kbuf[:, :, self._start:self._end], self._vbuf[:, :, self._start:self._end]
-        return self.k, self.v
+        return self._kbuf[:, :, first:self._end], self._vbuf[:, :, first:self._end]   # (B, nh, kept + n, hs)
 
 # %% ../nbs/08_gpt.ipynb #3f02d058
 @contextmanager
@@ -329,8 +336,17 @@ def decoding_layout(model: nn.Module):
 
 # %% ../nbs/08_gpt.ipynb #f150c66c
 def _as_prompt(idx, vocab_size: int, device) -> tuple[Tensor, bool]:
-    "A (B, T) long tensor of valid token ids from a list or a (T,) or (B, T) tensor; and whether it was 1-d."
+    """A (B, T) long tensor of valid token ids from a list of ints, a list of equally long lists of ints,
+    or an integer tensor (T,) or (B, T); and whether it was 1-d."""
     if isinstance(idx, (list, tuple)):
+        rows = idx if idx and all(isinstance(r, (list, tuple)) for r in idx) else [idx]
+        bad = next((t for r in rows for t in r if isinstance(t, bool) or not isinstance(t, numbers.Integral)), None)
+        if bad is not None:                                                  # 1.5 must not become token 1
+            raise TypeError(f"generate: token ids must be ints, got {bad!r} ({type(bad).__name__})")
+        if not any(rows):
+            raise ValueError("generate: the prompt idx is empty; give at least one token")
+        if len({len(r) for r in rows}) > 1:
+            raise ValueError(f"generate: the rows of idx must have the same length, got lengths {[len(r) for r in rows]}")
         idx = torch.tensor(idx, dtype=torch.long)
     if not isinstance(idx, Tensor) or idx.dtype not in (torch.int64, torch.int32) or idx.ndim not in (1, 2):
         got = f"{idx.dtype} tensor of shape {tuple(idx.shape)}" if isinstance(idx, Tensor) else type(idx).__name__
@@ -348,21 +364,29 @@ def _as_prompt(idx, vocab_size: int, device) -> tuple[Tensor, bool]:
 @torch.no_grad()
 def generate(model: GPT, idx, max_new_tokens: int, *, temperature: float = 1.0, top_k: int | None = None,
              top_p: float | None = None, stop_tokens=None, seed: int | None = None,
-             use_cache: bool = True) -> Tensor:
+             use_cache: bool = True, output_logits: bool = False) -> Tensor | tuple[Tensor, Tensor]:
     """Continue `idx` (a list, `(T,)` or `(B, T)`) by up to `max_new_tokens` tokens; return the prompt and them.
 
     Temperature 0 is greedy decoding. `stop_tokens`: ids that end a row (it is then padded with its
-    stop token). `seed`: a private random generator, so the same seed gives the same text.
-    `use_cache`: decode with one `KVCache` per block (same tokens as without, much faster)."""
+    stop token). `seed`: a private random generator, so the same seed gives the same text. Past the
+    context the model reads a sliding window of the last `block_size` tokens. `use_cache`: decode
+    with one `KVCache` per block; the same tokens and logits as without it (to float rounding),
+    faster until the window starts to slide. `output_logits`: also return the `(B, N, V)` float32
+    logits that each of the N new tokens was chosen from."""
     if not isinstance(model, GPT):
         raise TypeError(f"generate: model must be a GPT, got {type(model).__name__}")
-    _check_int(max_new_tokens, "generate", "max_new_tokens", lo=0)
+    check_int(max_new_tokens, "max_new_tokens", "generate", minimum=0)
     _check_sampling(temperature, top_k, top_p, "generate")
+    if seed is not None:
+        check_int(seed, "seed", "generate", minimum=0)
     V, W = model.config.vocab_size, model.config.block_size
     device = model.lm_head.weight.device
     out, one_d = _as_prompt(idx, V, device)
     stop = None
     if stop_tokens is not None:
+        bad = next((t for t in stop_tokens if isinstance(t, bool) or not isinstance(t, numbers.Integral)), None)
+        if bad is not None:
+            raise TypeError(f"generate: stop_tokens must be ints, got {bad!r} ({type(bad).__name__})")
         stop = torch.tensor(sorted({int(t) for t in stop_tokens}), dtype=torch.long, device=device)
         if len(stop) and (int(stop.min()) < 0 or int(stop.max()) >= V):
             raise ValueError(f"generate: stop_tokens must be ids in [0, {V}), got {stop.tolist()}")
@@ -370,7 +394,7 @@ def generate(model: GPT, idx, max_new_tokens: int, *, temperature: float = 1.0, 
     B = out.shape[0]
     done = torch.zeros(B, dtype=torch.bool, device=device)                      # rows that have stopped
     fill = torch.zeros(B, dtype=torch.long, device=device)                      # their stop token
-    absolute = model.pos_enc is not None                                         # learned positions: re-anchor
+    chosen_from = []                                                             # the logits of each step
     was_training = model.training
     model.eval()
     try:
@@ -382,6 +406,8 @@ def generate(model: GPT, idx, max_new_tokens: int, *, temperature: float = 1.0, 
                 if not use_cache:
                     logits, _ = model(out[:, -W:], last_only=True)                  # the whole window again
                 last = logits[:, -1].float()                                         # (B, V)
+                if output_logits:
+                    chosen_from.append(last)
                 if temperature == 0:
                     nxt = last.argmax(-1)                                            # (B,)
                 else:
@@ -395,15 +421,18 @@ def generate(model: GPT, idx, max_new_tokens: int, *, temperature: float = 1.0, 
                     if bool(done.all()):
                         break
                 if use_cache and step < max_new_tokens - 1:
-                    if absolute and caches[0].offset >= W:                           # no position left: re-anchor
-                        for cache in caches:
-                            cache.reset()
-                        logits, _ = model(out[:, -max(1, W // 2):], caches=caches, last_only=True)
+                    if out.shape[1] > W:                      # the window slides: no cached key is valid any more
+                        caches = None
+                        logits, _ = model(out[:, -W:], last_only=True)               # (B, 1, V), as without a cache
                     else:                                                            # one new position
                         logits, _ = model(nxt[:, None], caches=caches, last_only=True)   # (B, 1, V)
     finally:
         model.train(was_training)
-    return out[0] if one_d else out
+    out = out[0] if one_d else out
+    if output_logits:
+        logits = torch.stack(chosen_from, 1) if chosen_from else out.new_zeros(B, 0, V, dtype=torch.float32)
+        return out, (logits[0] if one_d else logits)                               # (B, N, V) or (N, V)
+    return out
 
 # %% ../nbs/08_gpt.ipynb #1d0788e8
 @torch.no_grad()

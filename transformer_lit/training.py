@@ -10,6 +10,7 @@ import heapq
 import io
 import json
 import math
+import numbers
 import os
 import random
 import re
@@ -27,15 +28,17 @@ import torch.distributed as dist
 import torch.nn as nn
 from torch import Tensor
 
+from .attention import check_choice, check_float, check_int, check_probability, check_tensor
+
 # %% auto #0
 __all__ = ['DEFAULT_CORPUS', 'PRETOKENIZE_PATTERN', 'PRECISIONS', 'SCHEDULES', 'OPTIMIZERS', 'CHECKPOINT_FORMAT',
-           'CHECKPOINT_VERSION', 'RESUMABLE_CHANGES', 'default_corpus_path', 'load_corpus', 'atomic_write_bytes',
-           'CharTokenizer', 'pretokenize', 'BPETokenizer', 'tokenizer_from_dict', 'load_tokenizer', 'default_cache_dir',
-           'encode_cached', 'train_val_split', 'get_batch', 'param_groups', 'WarmupCosine', 'WarmupInverseSqrt',
-           'WarmupConstant', 'noam_lr', 'plot_schedules', 'resolve_device', 'autocast_dtype', 'seed_everything',
-           'TrainConfig', 'make_optimizer', 'make_schedule', 'CheckpointError', 'save_checkpoint', 'resolve_checkpoint',
-           'load_checkpoint', 'distributed_env', 'setup_distributed', 'teardown_distributed', 'NonFiniteLossError',
-           'Trainer', 'plot_history']
+           'CHECKPOINT_VERSION', 'CHECKPOINT_FILES', 'RESUMABLE_CHANGES', 'default_corpus_path', 'load_corpus',
+           'atomic_write_bytes', 'CharTokenizer', 'pretokenize', 'BPETokenizer', 'tokenizer_from_dict',
+           'load_tokenizer', 'default_cache_dir', 'encode_cached', 'train_val_split', 'get_batch', 'param_groups',
+           'WarmupCosine', 'WarmupInverseSqrt', 'WarmupConstant', 'noam_lr', 'plot_schedules', 'resolve_device',
+           'autocast_dtype', 'seed_everything', 'TrainConfig', 'make_optimizer', 'make_schedule', 'CheckpointError',
+           'save_checkpoint', 'resolve_checkpoint', 'load_checkpoint', 'distributed_env', 'setup_distributed',
+           'teardown_distributed', 'NonFiniteLossError', 'tokens_sha256', 'Trainer', 'plot_history']
 
 # %% ../nbs/07_training.ipynb #8a69bb50
 DEFAULT_CORPUS = "shakespeare.txt"
@@ -109,12 +112,36 @@ def _read_json(path, where: str) -> dict:
 
 
 def _as_id_list(ids, where: str) -> list[int]:
-    "Token ids from a list, a 1-d tensor or a 1-d array, as a list of Python ints."
+    "Token ids from a list, a 1-d integer tensor or a 1-d integer array, as a list of Python ints."
     if isinstance(ids, (Tensor, np.ndarray)):
         if ids.ndim != 1:
             raise ValueError(f"{where}: ids must be 1-d, got shape {tuple(ids.shape)}")
-        ids = ids.tolist()
+        if ids.dtype == torch.bool or ids.dtype == np.bool_ or not (
+                ids.dtype in (torch.uint8, torch.int8, torch.int16, torch.int32, torch.int64)
+                if isinstance(ids, Tensor) else np.issubdtype(ids.dtype, np.integer)):
+            raise TypeError(f"{where}: ids must hold integers, got dtype {ids.dtype}")
+        return ids.tolist()
+    ids = list(ids)
+    bad = next((i for i in ids if isinstance(i, bool) or not isinstance(i, numbers.Integral)), None)
+    if bad is not None:                                       # 1.5 must not silently become token 1
+        raise TypeError(f"{where}: ids must be ints, got {bad!r} ({type(bad).__name__})")
     return [int(i) for i in ids]
+
+
+def _check_text(text, where: str, name: str = "text", allow_empty: bool = True) -> str:
+    """`text` if it is a str that UTF-8 can encode. A lone surrogate ("\\ud800", which a str can hold
+    but which is not a character) is refused here, naming its position, rather than later in `save`."""
+    if not isinstance(text, str):
+        raise TypeError(f"{where}: {name} must be a str, got {type(text).__name__}")
+    if not text and not allow_empty:
+        raise ValueError(f"{where}: {name} must be a non-empty str, got an empty one")
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError as e:
+        raise ValueError(f"{where}: {name} holds a lone surrogate U+{ord(text[e.start]):04X} at position {e.start}, "
+                         f"which is not a character and has no UTF-8 encoding; remove it or decode the "
+                         f"text with errors='replace'") from None
+    return text
 
 # %% ../nbs/07_training.ipynb #b8e37b66
 class CharTokenizer:
@@ -129,14 +156,20 @@ class CharTokenizer:
         if not chars:
             raise ValueError("CharTokenizer: chars must be a non-empty sequence of characters, got an empty one")
         for c in chars:
-            if not isinstance(c, str) or len(c) != 1:
+            if not isinstance(c, str):
+                raise TypeError(f"CharTokenizer: every vocabulary entry must be a str, got {type(c).__name__}")
+            if len(c) != 1:
                 raise ValueError(f"CharTokenizer: every vocabulary entry must be a single character, got {c!r}")
+            _check_text(c, "CharTokenizer", "a vocabulary entry")
         if len(set(chars)) != len(chars):
             dup = next(c for c, n in Counter(chars).items() if n > 1)
             raise ValueError(f"CharTokenizer: the vocabulary has the character {dup!r} twice")
         if unk is not None:
-            if not isinstance(unk, str) or len(unk) != 1:
+            if not isinstance(unk, str):
+                raise TypeError(f"CharTokenizer: unk must be a single character (a str) or None, got {type(unk).__name__}")
+            if len(unk) != 1:
                 raise ValueError(f"CharTokenizer: unk must be a single character or None, got {unk!r}")
+            _check_text(unk, "CharTokenizer", "unk")
             if unk not in chars:
                 chars.append(unk)
         self.chars, self.unk = chars, unk
@@ -145,8 +178,7 @@ class CharTokenizer:
     @classmethod
     def train(cls, text: str, unk: str | None = None) -> "CharTokenizer":
         "Vocabulary = the sorted distinct characters of `text`."
-        if not isinstance(text, str) or not text:
-            raise ValueError(f"CharTokenizer.train: text must be a non-empty str, got {text!r:.40}")
+        _check_text(text, "CharTokenizer.train", allow_empty=False)
         return cls(sorted(set(text)), unk=unk)
 
     @property
@@ -154,6 +186,8 @@ class CharTokenizer:
         return len(self.chars)
 
     def encode(self, text: str) -> list[int]:
+        if not isinstance(text, str):
+            raise TypeError(f"CharTokenizer.encode: text must be a str, got {type(text).__name__}")
         stoi = self.stoi
         try:
             return [stoi[c] for c in text]
@@ -251,10 +285,8 @@ class BPETokenizer:
 
         Works on the counts of distinct pre-tokenized chunks, not on the text, and after each merge
         updates only the chunks that contain the merged pair, so a megabyte trains in seconds."""
-        if not isinstance(vocab_size, int) or isinstance(vocab_size, bool) or vocab_size < 256:
-            raise ValueError(f"BPETokenizer.train: vocab_size must be an int >= 256 (the byte alphabet), got {vocab_size!r}")
-        if not isinstance(text, str) or not text:
-            raise ValueError(f"BPETokenizer.train: text must be a non-empty str, got {text!r:.40}")
+        check_int(vocab_size, "vocab_size", "BPETokenizer.train", minimum=256)   # 256: the byte alphabet
+        _check_text(text, "BPETokenizer.train", allow_empty=False)
         chunk_counts = Counter(pretokenize(text))
         words = [list(w.encode("utf-8")) for w in chunk_counts]   # distinct chunks as byte values
         freqs = list(chunk_counts.values())
@@ -312,11 +344,15 @@ class BPETokenizer:
         if not isinstance(text, str):
             raise TypeError(f"BPETokenizer.encode: text must be a str, got {type(text).__name__}")
         out, cache = [], self._cache
-        for chunk in pretokenize(text):
-            ids = cache.get(chunk)
-            if ids is None:
-                ids = cache[chunk] = self._encode_chunk(chunk)
-            out.extend(ids)
+        try:
+            for chunk in pretokenize(text):
+                ids = cache.get(chunk)
+                if ids is None:
+                    ids = cache[chunk] = self._encode_chunk(chunk)
+                out.extend(ids)
+        except UnicodeEncodeError:                                # a lone surrogate: say where it is
+            _check_text(text, "BPETokenizer.encode")
+            raise
         return out
 
     def decode(self, ids, errors: str = "replace") -> str:
@@ -381,6 +417,8 @@ def encode_cached(text: str, tokenizer, cache_dir: str | os.PathLike | None = No
 
     The file name hashes the tokenizer's JSON and the text, so a changed text or tokenizer gives a
     new file, never a stale one. An unreadable cache file is ignored and rewritten."""
+    if not isinstance(text, str):
+        raise TypeError(f"encode_cached: text must be a str, got {type(text).__name__}")
     cache_dir = default_cache_dir() if cache_dir is None else Path(cache_dir)
     h = hashlib.sha256(json.dumps(tokenizer.to_dict(), sort_keys=True).encode("utf-8"))
     h.update(b"\0" + text.encode("utf-8", errors="surrogatepass"))
@@ -398,11 +436,6 @@ def encode_cached(text: str, tokenizer, cache_dir: str | os.PathLike | None = No
     return torch.from_numpy(ids.astype(np.int64))
 
 # %% ../nbs/07_training.ipynb #e0ca8be1
-def _check_positive_int(value, where: str, name: str):
-    if not isinstance(value, int) or isinstance(value, bool) or value < 1:
-        raise ValueError(f"{where}: {name} must be a positive int, got {value!r}")
-
-
 def _check_tokens(data, block_size: int, where: str, name: str = "data"):
     "A 1-d integer tensor with at least `block_size + 1` tokens, or a clear error."
     if not isinstance(data, Tensor) or data.ndim != 1 or data.is_floating_point() or data.dtype == torch.bool:
@@ -415,8 +448,8 @@ def _check_tokens(data, block_size: int, where: str, name: str = "data"):
 
 def train_val_split(ids: Tensor, val_fraction: float = 0.1) -> tuple[Tensor, Tensor]:
     "Split a 1-d token tensor into a leading training part and a trailing validation part."
-    if isinstance(val_fraction, bool) or not isinstance(val_fraction, (int, float)) or not 0.0 < val_fraction < 1.0:
-        raise ValueError(f"train_val_split: val_fraction must lie in (0, 1), got {val_fraction!r}")
+    check_tensor(ids, "ids", "train_val_split", ndim=1)
+    check_float(val_fraction, "val_fraction", "train_val_split", 0.0, 1.0, min_inclusive=False, max_inclusive=False)
     n_val = int(round(len(ids) * val_fraction))
     if n_val < 1 or n_val >= len(ids):
         raise ValueError(f"train_val_split: {len(ids)} tokens are too few for val_fraction={val_fraction}")
@@ -438,8 +471,8 @@ def get_batch(data: Tensor, block_size: int, batch_size: int, generator: torch.G
               device: torch.device | str | None = None) -> tuple[Tensor, Tensor]:
     """`batch_size` random windows of `data`: inputs `x` and targets `y`, both `(B, T)` int64 with
     `T = block_size`, where `y[b, t] = x[b, t + 1]`: the token that follows `x[b, t]`."""
-    _check_positive_int(block_size, "get_batch", "block_size")
-    _check_positive_int(batch_size, "get_batch", "batch_size")
+    check_int(block_size, "block_size", "get_batch")
+    check_int(batch_size, "batch_size", "get_batch")
     _check_tokens(data, block_size, "get_batch")
     starts = torch.randint(len(data) - block_size, (batch_size,), generator=generator)   # (B,)
     return _windows(data, starts, block_size, device)
@@ -450,8 +483,9 @@ def param_groups(model: nn.Module, weight_decay: float) -> list[dict]:
 
     A parameter decays when it has 2 or more dimensions and does not belong to an `nn.Embedding`.
     Each group lists the parameter names under `param_names`; tied (shared) parameters appear once."""
-    if isinstance(weight_decay, bool) or not isinstance(weight_decay, (int, float)) or not 0 <= weight_decay < math.inf:
-        raise ValueError(f"param_groups: weight_decay must be a finite number >= 0, got {weight_decay!r}")
+    if not isinstance(model, nn.Module):
+        raise TypeError(f"param_groups: model must be a torch.nn.Module, got {type(model).__name__}")
+    check_float(weight_decay, "weight_decay", "param_groups", minimum=0.0)
     embeddings = {id(m.weight) for m in model.modules() if isinstance(m, nn.Embedding)}
     decay, no_decay = {"params": [], "param_names": []}, {"params": [], "param_names": []}
     for name, p in model.named_parameters():                  # yields a shared parameter only once
@@ -467,11 +501,11 @@ class WarmupCosine:
     down to `min_ratio` at `total_steps`, and `min_ratio` after that."""
 
     def __init__(self, warmup_steps: int, total_steps: int, min_ratio: float = 0.0):
-        if not (isinstance(warmup_steps, int) and isinstance(total_steps, int) and 0 <= warmup_steps <= total_steps):
-            raise ValueError(f"WarmupCosine: need ints 0 <= warmup_steps <= total_steps, got "
-                             f"warmup_steps={warmup_steps!r}, total_steps={total_steps!r}")
-        if not 0.0 <= min_ratio <= 1.0:
-            raise ValueError(f"WarmupCosine: min_ratio must lie in [0, 1], got {min_ratio!r}")
+        check_int(warmup_steps, "warmup_steps", "WarmupCosine", minimum=0)
+        check_int(total_steps, "total_steps", "WarmupCosine", minimum=0)
+        if warmup_steps > total_steps:
+            raise ValueError(f"WarmupCosine: warmup_steps must be <= total_steps={total_steps}, got {warmup_steps}")
+        check_float(min_ratio, "min_ratio", "WarmupCosine", 0.0, 1.0)
         self.warmup_steps, self.total_steps, self.min_ratio = warmup_steps, total_steps, float(min_ratio)
 
     def __call__(self, step: int) -> float:
@@ -486,8 +520,7 @@ class WarmupInverseSqrt:
     during warmup, then `sqrt(warmup_steps / step)`; exactly 1 at `step == warmup_steps`."""
 
     def __init__(self, warmup_steps: int):
-        if not isinstance(warmup_steps, int) or isinstance(warmup_steps, bool) or warmup_steps < 1:
-            raise ValueError(f"WarmupInverseSqrt: warmup_steps must be a positive int, got {warmup_steps!r}")
+        check_int(warmup_steps, "warmup_steps", "WarmupInverseSqrt")
         self.warmup_steps = warmup_steps
 
     def __call__(self, step: int) -> float:
@@ -500,8 +533,7 @@ class WarmupConstant:
     "Multiplier for `LambdaLR`: linear warmup, then a constant 1."
 
     def __init__(self, warmup_steps: int):
-        if not isinstance(warmup_steps, int) or isinstance(warmup_steps, bool) or warmup_steps < 0:
-            raise ValueError(f"WarmupConstant: warmup_steps must be an int >= 0, got {warmup_steps!r}")
+        check_int(warmup_steps, "warmup_steps", "WarmupConstant", minimum=0)
         self.warmup_steps = warmup_steps
 
     def __call__(self, step: int) -> float:
@@ -509,7 +541,16 @@ class WarmupConstant:
 
 
 def noam_lr(step: int, d_model: int, warmup_steps: int, factor: float = 1.0) -> float:
-    "The paper's learning rate, `factor * d_model**-0.5 * min(step**-0.5, step * warmup_steps**-1.5)`, for step >= 1."
+    """The paper's learning rate, `factor * d_model**-0.5 * min(step**-0.5, step * warmup_steps**-1.5)`.
+
+    At step 0 the formula divides by zero; its limit, and the warmup's value there, is 0, which is
+    what `LambdaLR` asks for before the first optimizer step."""
+    check_int(step, "step", "noam_lr", minimum=0)
+    check_int(d_model, "d_model", "noam_lr")
+    check_int(warmup_steps, "warmup_steps", "noam_lr")
+    check_float(factor, "factor", "noam_lr", minimum=0.0, min_inclusive=False)
+    if step == 0:
+        return 0.0
     return factor * d_model ** -0.5 * min(step ** -0.5, step * warmup_steps ** -1.5)
 
 # %% ../nbs/07_training.ipynb #c46eeaf5
@@ -575,8 +616,7 @@ def autocast_dtype(device: torch.device, precision: str = "auto") -> torch.dtype
 
     'auto': bfloat16 on a CUDA GPU that supports it, float32 elsewhere; 'bf16': bfloat16 on any
     device that supports it; 'fp32': never autocast."""
-    if precision not in PRECISIONS:
-        raise ValueError(f"autocast_dtype: precision must be one of {PRECISIONS}, got {precision!r}")
+    check_choice(precision, "precision", "autocast_dtype", PRECISIONS)
     if precision == "fp32":
         return None
     cuda_bf16 = device.type == "cuda" and torch.cuda.is_bf16_supported()
@@ -597,11 +637,6 @@ def seed_everything(seed: int):
 # %% ../nbs/07_training.ipynb #fcab2fbf
 SCHEDULES = ("cosine", "inverse_sqrt", "constant")
 OPTIMIZERS = ("adamw", "sgd")
-
-
-def _check_positive_float(value, where: str, name: str):
-    if isinstance(value, bool) or not isinstance(value, (int, float)) or not 0 < value < math.inf:
-        raise ValueError(f"{where}: {name} must be a positive finite number, got {value!r}")
 
 
 @dataclass
@@ -632,33 +667,35 @@ class TrainConfig:
     progress: bool = True             # tqdm progress bar and evaluation lines (rank 0 only)
 
     def __post_init__(self):
+        w = "TrainConfig"
         for name in ("block_size", "batch_size", "grad_accum_steps", "max_steps", "eval_batches", "keep_checkpoints"):
-            _check_positive_int(getattr(self, name), "TrainConfig", name)
+            check_int(getattr(self, name), name, w)
         for name in ("warmup_steps", "eval_interval", "checkpoint_interval", "seed"):
-            v = getattr(self, name)
-            if not isinstance(v, int) or isinstance(v, bool) or v < 0:
-                raise ValueError(f"TrainConfig: {name} must be an int >= 0, got {v!r}")
+            check_int(getattr(self, name), name, w, minimum=0)
         for name in ("lr", "eps") + (("grad_clip",) if self.grad_clip is not None else ()):
-            _check_positive_float(getattr(self, name), "TrainConfig", name)
+            check_float(getattr(self, name), name, w, minimum=0, min_inclusive=False)
         if self.warmup_steps > self.max_steps:
             raise ValueError(f"TrainConfig: warmup_steps must be <= max_steps={self.max_steps}, got {self.warmup_steps}")
         if self.schedule == "inverse_sqrt" and self.warmup_steps < 1:
             raise ValueError("TrainConfig: schedule='inverse_sqrt' needs warmup_steps >= 1, got 0")
-        for name, lo, hi, closed in (("weight_decay", 0, math.inf, False), ("min_lr_ratio", 0, 1, True),
-                                     ("beta1", 0, 1, False), ("beta2", 0, 1, False)):
-            v = getattr(self, name)
-            if isinstance(v, bool) or not isinstance(v, (int, float)) or not (lo <= v <= hi if closed else lo <= v < hi):
-                raise ValueError(f"TrainConfig: {name} must lie in [{lo}, {hi}{']' if closed else ')'}, got {v!r}")
+        check_float(self.weight_decay, "weight_decay", w, minimum=0)
+        check_float(self.min_lr_ratio, "min_lr_ratio", w, 0, 1)
+        for name in ("beta1", "beta2"):
+            check_float(getattr(self, name), name, w, 0, 1, max_inclusive=False)
         for name, choices in (("schedule", SCHEDULES), ("optimizer", OPTIMIZERS), ("precision", PRECISIONS)):
-            if getattr(self, name) not in choices:
-                raise ValueError(f"TrainConfig: {name} must be one of {choices}, got {getattr(self, name)!r}")
-        _parse_device(self.device, "TrainConfig")
+            check_choice(getattr(self, name), name, w, choices)
+        for name in ("compile", "progress"):
+            if not isinstance(getattr(self, name), bool):
+                raise TypeError(f"TrainConfig: {name} must be a bool, got {getattr(self, name)!r}")
+        _parse_device(self.device, w)
 
     def to_dict(self) -> dict:
         return asdict(self)
 
     @classmethod
     def from_dict(cls, d: dict) -> "TrainConfig":
+        if not isinstance(d, dict):
+            raise TypeError(f"TrainConfig.from_dict: expected a dict, got {type(d).__name__}")
         unknown = sorted(set(d) - {f.name for f in fields(cls)})
         if unknown:
             raise ValueError(f"TrainConfig.from_dict: unknown field(s) {unknown}")
@@ -684,6 +721,7 @@ def make_schedule(cfg: TrainConfig):
 # %% ../nbs/07_training.ipynb #ae8b3894
 CHECKPOINT_FORMAT = "transformer-lit-checkpoint"
 CHECKPOINT_VERSION = 1
+CHECKPOINT_FILES = ("model.safetensors", "state.pt", "tokenizer.json")   # the last one is optional
 
 
 class CheckpointError(ValueError):
@@ -712,8 +750,13 @@ def save_checkpoint(path, model: nn.Module, optimizer=None, scheduler=None, *, s
 
     Files: `model.safetensors` (weights; tied weights stored once), `state.pt` (optimizer, scheduler
     and trainer state, readable with `weights_only=True`), `tokenizer.json` (if given) and
-    `config.json` (step, model and training configs, SHA-256 of every file)."""
+    `config.json` (step, model and training configs, SHA-256 of every file). If any step fails (a
+    write, a rename, a removal), `path` still holds a checkpoint that loads: the old one until the
+    new one is in place, the new one after."""
     from safetensors.torch import save_model
+    if not isinstance(model, nn.Module):
+        raise TypeError(f"save_checkpoint: model must be a torch.nn.Module, got {type(model).__name__}")
+    check_int(step, "step", "save_checkpoint", minimum=0)
     path = Path(path)
     meta = {"model_config": model_config or {}, "train_config": train_config or {}}
     for k, v in meta.items():
@@ -724,7 +767,10 @@ def save_checkpoint(path, model: nn.Module, optimizer=None, scheduler=None, *, s
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp, old = path.with_name(f".{path.name}.tmp-{os.getpid()}"), path.with_name(f".{path.name}.old-{os.getpid()}")
     shutil.rmtree(tmp, ignore_errors=True)
+    if old.exists() and path.exists():          # left over by an earlier failed save, and not the only copy
+        shutil.rmtree(old, ignore_errors=True)
     tmp.mkdir()
+    moved = installed = False                  # the old checkpoint moved aside; the new one in place
     try:
         save_model(model, str(tmp / "model.safetensors"), metadata={"format": "pt"})
         with open(tmp / "model.safetensors", "rb+") as f:
@@ -743,65 +789,132 @@ def save_checkpoint(path, model: nn.Module, optimizer=None, scheduler=None, *, s
                   "sha256": {f: _sha256(tmp / f) for f in files}}
         _write_synced(tmp / "config.json", json.dumps(config, indent=1).encode("utf-8"))
         _fsync_dir(tmp)
-        if path.exists():                      # overwriting a checkpoint of the same name: move it aside first
+        if path.exists():                      # a checkpoint of the same name: move it aside ...
             os.replace(path, old)
-        os.replace(tmp, path)
+            moved = True
+        os.replace(tmp, path)                  # ... and the new one into its place
+        installed = True
         _fsync_dir(path.parent)
+    except BaseException as e:
+        if moved and not installed:            # the new one is not in place: put the old one back
+            try:
+                os.replace(old, path)
+            except OSError:
+                raise OSError(f"save_checkpoint: writing {str(path)!r} failed ({e}) and the previous checkpoint "
+                              f"could not be moved back; it is intact in {str(old)!r}") from e
+        raise
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
-        shutil.rmtree(old, ignore_errors=True)
+        if installed:                          # the old one goes only once the new one is in place
+            shutil.rmtree(old, ignore_errors=True)
     return path
 
 # %% ../nbs/07_training.ipynb #979b7620
 def resolve_checkpoint(path) -> Path:
     "A checkpoint directory, or the one named by the `latest` file of a run directory."
     p = Path(path)
-    if (p / "latest").is_file():
-        p = p / (p / "latest").read_text(encoding="utf-8").strip()
+    latest = p / "latest"
+    if latest.is_file():
+        try:
+            name = latest.read_text(encoding="utf-8").strip()
+        except (OSError, UnicodeDecodeError) as e:
+            raise CheckpointError(f"load_checkpoint: {str(latest)!r} cannot be read ({e})") from None
+        if not name or name in (".", "..") or Path(name).name != name:
+            raise CheckpointError(f"load_checkpoint: {str(latest)!r} must name a checkpoint directory of the run, "
+                                  f"got {name!r}")
+        if not (p / name / "config.json").is_file():
+            what = "has no config.json" if (p / name).is_dir() else "does not exist"
+            raise CheckpointError(f"load_checkpoint: {str(latest)!r} names the checkpoint {name!r}, but "
+                                  f"{str(p / name)!r} {what}")
+        return p / name
     if not (p / "config.json").is_file():
         raise CheckpointError(f"load_checkpoint: {str(path)!r} is neither a checkpoint (no config.json) "
                               f"nor a run directory with a 'latest' file")
     return p
 
 
+def _read_checkpoint_config(p: Path) -> dict:
+    "The checkpoint's `config.json`, checked field by field."
+    f = p / "config.json"
+    try:
+        config = json.loads(f.read_text(encoding="utf-8"))
+    except (json.JSONDecodeError, UnicodeDecodeError) as e:
+        raise CheckpointError(f"load_checkpoint: {str(f)!r} is corrupt: not valid JSON ({e})") from None
+    if not isinstance(config, dict) or config.get("format") != CHECKPOINT_FORMAT:
+        raise CheckpointError(f"load_checkpoint: {str(f)!r} is not the configuration of a {CHECKPOINT_FORMAT} "
+                              f"(its 'format' must be {CHECKPOINT_FORMAT!r})")
+    if config.get("version") != CHECKPOINT_VERSION:
+        raise CheckpointError(f"load_checkpoint: {str(f)!r}: version must be {CHECKPOINT_VERSION}, "
+                              f"got {config.get('version')!r}")
+    sha = config.get("sha256")
+    if (not isinstance(sha, dict) or not set(CHECKPOINT_FILES[:2]) <= set(sha) <= set(CHECKPOINT_FILES)
+            or not all(isinstance(d, str) and len(d) == 64 for d in sha.values())):
+        raise CheckpointError(f"load_checkpoint: {str(f)!r} has no valid 'sha256' table (a SHA-256 hex digest for "
+                              f"each of {', '.join(CHECKPOINT_FILES[:2])} and, if present, tokenizer.json), "
+                              f"got {str(sha)[:80]}")
+    for key, kind, what in (("step", int, "an int"), ("model_config", dict, "a dict"), ("train_config", dict, "a dict")):
+        if not isinstance(config.get(key), kind) or isinstance(config.get(key), bool):
+            raise CheckpointError(f"load_checkpoint: {str(f)!r}: {key} must be {what}, got {str(config.get(key))[:60]}")
+    return config
+
+
 def load_checkpoint(path, model: nn.Module | None = None, optimizer=None, scheduler=None) -> dict:
     """Verify a checkpoint (or a run directory's latest) and load it into `model`, `optimizer`, `scheduler`.
 
     Returns a dict with `path`, `step`, `model_config`, `train_config`, `tokenizer` (a dict or None)
-    and `trainer_state`. Raises `CheckpointError` for a missing or corrupt file (checksum) and for
-    weights or optimizer state that do not match what they are loaded into."""
+    and `trainer_state`. Raises `CheckpointError`, naming the file, for anything missing or malformed
+    (a checksum, a file that is not what its name says) and for weights or optimizer state that do
+    not match what they are loaded into."""
+    from safetensors import safe_open
     from safetensors.torch import load_model
     p = resolve_checkpoint(path)
-    try:
-        config = json.loads((p / "config.json").read_text(encoding="utf-8"))
-    except (json.JSONDecodeError, UnicodeDecodeError) as e:
-        raise CheckpointError(f"load_checkpoint: {str(p / 'config.json')!r} is corrupt ({e})") from None
-    if not isinstance(config, dict) or config.get("format") != CHECKPOINT_FORMAT:
-        raise CheckpointError(f"load_checkpoint: {str(p)!r} is not a {CHECKPOINT_FORMAT} directory")
-    if config.get("version") != CHECKPOINT_VERSION:
-        raise CheckpointError(f"load_checkpoint: version must be {CHECKPOINT_VERSION}, got {config.get('version')!r}")
+    config = _read_checkpoint_config(p)
     for fname, digest in config["sha256"].items():
         if not (p / fname).is_file():
             raise CheckpointError(f"load_checkpoint: {str(p / fname)!r} is missing")
         if _sha256(p / fname) != digest:
             raise CheckpointError(f"load_checkpoint: {str(p / fname)!r} is corrupt: its SHA-256 differs from "
                                   f"the one recorded in config.json when it was written")
+    weights = p / "model.safetensors"
+    try:
+        with safe_open(str(weights), framework="pt") as f:       # reads the header only
+            f.keys()
+    except Exception as e:                                     # safetensors' own SafetensorError, among others
+        raise CheckpointError(f"load_checkpoint: {str(weights)!r} is not a safetensors file "
+                              f"({type(e).__name__}: {str(e).splitlines()[0] if str(e) else ''})") from None
     if model is not None:
         try:
-            load_model(model, str(p / "model.safetensors"), strict=True)
+            load_model(model, str(weights), strict=True)
         except (RuntimeError, ValueError, KeyError) as e:
             raise CheckpointError(f"load_checkpoint: the weights in {str(p)!r} do not match the model "
                                   f"{type(model).__name__} (saved model_config {config['model_config']}):\n{e}") from None
-    state = torch.load(p / "state.pt", map_location="cpu", weights_only=True)
+    try:
+        state = torch.load(p / "state.pt", map_location="cpu", weights_only=True)
+    except Exception as e:                                     # UnpicklingError, RuntimeError, EOFError, ...
+        raise CheckpointError(f"load_checkpoint: {str(p / 'state.pt')!r} is not a plain-data state file that "
+                              f"torch.load(weights_only=True) reads ({type(e).__name__}: "
+                              f"{str(e).splitlines()[0] if str(e) else ''})") from None
+    if not (isinstance(state, dict) and {"optimizer", "scheduler", "trainer"} <= set(state)
+            and isinstance(state["trainer"], dict)):
+        raise CheckpointError(f"load_checkpoint: {str(p / 'state.pt')!r} must hold a dict with 'optimizer', "
+                              f"'scheduler' and 'trainer' (a dict), got {type(state).__name__}")
     for name, obj in (("optimizer", optimizer), ("scheduler", scheduler)):
         if obj is not None:
             if state[name] is None:
                 raise CheckpointError(f"load_checkpoint: {str(p)!r} holds no {name} state")
             try:
                 obj.load_state_dict(state[name])
-            except (ValueError, KeyError, RuntimeError) as e:
+            except (ValueError, KeyError, RuntimeError, TypeError) as e:
                 raise CheckpointError(f"load_checkpoint: the {name} state in {str(p)!r} does not match: {e}") from None
-    tok = json.loads((p / "tokenizer.json").read_text(encoding="utf-8")) if "tokenizer.json" in config["sha256"] else None
+    tok = None
+    if "tokenizer.json" in config["sha256"]:
+        try:
+            tok = json.loads((p / "tokenizer.json").read_text(encoding="utf-8"))
+        except (json.JSONDecodeError, UnicodeDecodeError) as e:
+            raise CheckpointError(f"load_checkpoint: {str(p / 'tokenizer.json')!r} is not valid JSON ({e})") from None
+        if not isinstance(tok, dict):
+            raise CheckpointError(f"load_checkpoint: {str(p / 'tokenizer.json')!r} must hold a JSON object, "
+                                  f"got {type(tok).__name__}")
     return {"path": p, "step": config["step"], "model_config": config["model_config"],
             "train_config": config["train_config"], "tokenizer": tok, "trainer_state": state["trainer"]}
 
@@ -868,6 +981,15 @@ def _model_config(model: nn.Module) -> dict:
     return dict(c) if isinstance(c, dict) else {}
 
 
+def tokens_sha256(*datas: Tensor | None) -> str:
+    "SHA-256 of token tensors (their lengths and int64 values): what a checkpoint records of the data it was trained on."
+    h = hashlib.sha256()
+    for d in datas:
+        ids = np.zeros(0, np.int64) if d is None else d.detach().to("cpu", torch.int64).numpy()
+        h.update(f"{len(ids)}:".encode() + ids.tobytes())
+    return h.hexdigest()
+
+
 # Fields of TrainConfig that a resumed run may change; all others must equal the checkpoint's.
 RESUMABLE_CHANGES = {"eval_interval", "eval_batches", "checkpoint_interval", "keep_checkpoints",
                      "device", "precision", "compile", "progress", "batch_size", "grad_accum_steps"}
@@ -892,6 +1014,7 @@ class Trainer:
         if val_data is not None:
             _check_tokens(val_data, cfg.block_size, "Trainer", "val_data")
         self.cfg, self.tokenizer, self.train_data, self.val_data = cfg, tokenizer, train_data, val_data
+        self.data_sha256 = tokens_sha256(train_data, val_data)   # saved with each checkpoint; resume compares it
         self.rank, self.world_size, self.device = setup_distributed(resolve_device(cfg.device))
         self.amp_dtype = autocast_dtype(self.device, cfg.precision)
         seed_everything(cfg.seed + self.rank)            # dropout differs between processes; the data does not
@@ -1010,8 +1133,7 @@ class Trainer:
         from tqdm import tqdm
         cfg = self.cfg
         until = cfg.max_steps if until is None else until
-        if not isinstance(until, int) or not self.step <= until <= cfg.max_steps:
-            raise ValueError(f"Trainer.fit: until must be an int in [{self.step}, max_steps={cfg.max_steps}], got {until!r}")
+        check_int(until, "until", "Trainer.fit", minimum=self.step, maximum=cfg.max_steps)
         every = cfg.checkpoint_interval or cfg.eval_interval
         bar = tqdm(total=until, initial=self.step, desc="train", unit="step", mininterval=5.0, ncols=100,
                    disable=not (cfg.progress and self.rank == 0))
@@ -1051,13 +1173,14 @@ class Trainer:
         target = Path(path) if path is not None else self.out_dir / f"step_{self.step:08d}"
         if self.rank == 0:
             state = {"step": self.step, "history": self.history, "data_rng": self.data_rng.get_state(),
-                     "rng": rngs, "world_size": self.world_size}
+                     "rng": rngs, "world_size": self.world_size, "data_sha256": self.data_sha256}
             save_checkpoint(target, self.model, self.optimizer, self.scheduler, step=self.step,
                             model_config=self.model_config, train_config=self.cfg.to_dict(),
                             tokenizer=self.tokenizer, trainer_state=state)
             if path is None:
                 atomic_write_bytes(self.out_dir / "latest", target.name.encode())
-                for d in sorted(self.out_dir.glob("step_*"))[:-self.cfg.keep_checkpoints]:
+                others = sorted(d for d in self.out_dir.glob("step_*") if d != target)   # never the one just written
+                for d in others[:max(0, len(others) - (self.cfg.keep_checkpoints - 1))]:
                     shutil.rmtree(d, ignore_errors=True)
         if self.world_size > 1:
             dist.barrier()
@@ -1073,6 +1196,10 @@ class Trainer:
             raise ValueError("Trainer.resume: give a path or construct the Trainer with out_dir")
         ck = load_checkpoint(self.out_dir if path is None else path, self.model, self.optimizer, self.scheduler)
         saved, now, st = ck["train_config"], self.cfg.to_dict(), ck["trainer_state"]
+        if st.get("data_sha256", self.data_sha256) != self.data_sha256:
+            raise CheckpointError(f"Trainer.resume: the checkpoint {str(ck['path'])!r} was trained on other data (the "
+                                  f"SHA-256 of its training and validation tokens is {st['data_sha256'][:12]}..., "
+                                  f"this run's is {self.data_sha256[:12]}...); resume with the data it was trained on")
         for k in sorted(set(saved) | set(now)):
             if k not in RESUMABLE_CHANGES and saved.get(k) != now.get(k):
                 raise CheckpointError(f"Trainer.resume: the checkpoint was trained with {k}={saved.get(k)!r} "
