@@ -5,6 +5,8 @@ Uses the installed console script when there is one (`.venv/bin/transformer-lit`
 """
 from __future__ import annotations
 
+import hashlib
+import json
 import os
 import re
 import shutil
@@ -13,6 +15,7 @@ import sys
 from pathlib import Path
 
 import pytest
+import torch
 
 SCRIPT = Path(sys.executable).with_name("transformer-lit")
 COMMAND = [str(SCRIPT)] if SCRIPT.exists() else [sys.executable, "-m", "transformer_lit.cli"]
@@ -117,7 +120,71 @@ def test_generate(trained):
 def test_mistakes_give_one_line_and_status_2(trained, args, needle):
     d, _ = trained
     (d / "empty_run").mkdir(exist_ok=True)
+    (d / "other.txt").write_text(VERSE.upper())
     r = run(*[a.format(d=d) for a in args], check_status=2)
     assert "Traceback" not in r.stderr
     assert r.stderr.count("\n") == 1 and needle in r.stderr, r.stderr
     assert r.stderr.startswith("transformer-lit")
+
+
+NO_GPU = "cuda" if not torch.cuda.is_available() else f"cuda:{torch.cuda.device_count()}"   # a device not here
+
+
+@pytest.mark.parametrize("args, needle", [
+    (["generate", "--ckpt", "{d}/run", "--prompt", "Shall", "--device", "foo"], "--device: device must be"),
+    (["generate", "--ckpt", "{d}/run", "--prompt", "Shall", "--device", NO_GPU], f"'{NO_GPU}'"),
+    (["train", "--data", "{d}/verse.txt", "--out", "{d}/new", "--device", "foo"], "--device: device must be"),
+    (["train", "--data", "{d}/verse.txt", "--out", "{d}/new", "--device", NO_GPU], f"'{NO_GPU}'"),
+    (["train", "--data", "{d}/verse.txt", "--out", "{d}/new", "--max-steps", "50", "--warmup-steps", "100"],
+     "--warmup-steps: 100 is more than --max-steps 50"),
+    (["train", "--data", "{d}/verse.txt", "--out", "{d}/new", "--lr", "1e-3", "--min-lr", "2e-3"],
+     "--min-lr: 0.002 is larger than --lr 0.001"),
+    (["train", "--out", "{d}/run", "--resume", "--data", "{d}/other.txt"], "is not the text this run was trained on"),
+])
+def test_device_schedule_and_data_mistakes(trained, args, needle):
+    "Before the fix: a traceback for generate's device, silent clamping, and a resumed run on another text."
+    test_mistakes_give_one_line_and_status_2(trained, args, needle)
+    assert not (trained[0] / "new").exists()                  # refused before anything was written
+
+
+def _damage(ckpt: Path, fname: str, data: bytes | None = None, edit=None):
+    "Replace `fname` in a checkpoint (checksum updated, so only the content is wrong), or edit config.json."
+    config = json.loads((ckpt / "config.json").read_text())
+    if data is not None:
+        (ckpt / fname).write_bytes(data)
+        config["sha256"][fname] = hashlib.sha256(data).hexdigest()
+    if edit is not None:
+        edit(config)
+    (ckpt / "config.json").write_text(json.dumps(config))
+
+
+@pytest.mark.parametrize("damage, needle", [
+    (lambda c: _damage(c, "state.pt", b"not a tensor file"), "state.pt' is not a plain-data state file"),
+    (lambda c: _damage(c, "model.safetensors", b"\x08\x00\x00\x00\x00\x00\x00\x00{oops}!!"),
+     "model.safetensors' is not a safetensors file"),
+    (lambda c: _damage(c, "", edit=lambda cfg: cfg.pop("sha256")), "config.json' has no valid 'sha256' table"),
+    (lambda c: _damage(c, "model.safetensors", edit=lambda cfg: cfg["sha256"].update({"model.safetensors": "0" * 64})),
+     "model.safetensors' is corrupt"),
+    (lambda c: shutil.rmtree(c), "names the checkpoint 'step_00000006', but"),
+])
+@pytest.mark.parametrize("command", ["generate", "resume"])
+def test_malformed_checkpoint_gives_one_line(trained, tmp_path, damage, needle, command):
+    "Before the fix: UnpicklingError, SafetensorError, KeyError tracebacks and a wrong message for `latest`."
+    d, _ = trained
+    broken = tmp_path / "broken"
+    shutil.copytree(d / "run", broken)
+    damage(broken / "step_00000006")
+    args = (["generate", "--ckpt", broken, "--prompt", "Shall"] if command == "generate"
+            else ["train", "--out", broken, "--resume", "--no-progress"])
+    r = run(*args, check_status=2)
+    assert "Traceback" not in r.stderr and r.stderr.count("\n") == 1 and needle in r.stderr, r.stderr
+    assert "step_00000006" in r.stderr                         # the message names the file
+
+
+def test_a_failed_run_gives_one_line_and_status_1(tmp_path):
+    "Not a mistake in the command, still no traceback: a loss that diverges ends with one line, exit 1."
+    (tmp_path / "verse.txt").write_text(VERSE)
+    r = run("train", "--data", tmp_path / "verse.txt", "--out", tmp_path / "run", *TINY, "--lr", "1e30",
+            "--warmup-steps", "0", "--no-progress", check_status=1)
+    assert "Traceback" not in r.stderr and r.stderr.count("\n") == 1, r.stderr
+    assert "NonFiniteLossError" in r.stderr and "at step 2" in r.stderr

@@ -2,17 +2,21 @@
 
 Playwright drives Debian's Chromium (/usr/bin/chromium) over every page of the built site and checks
 that MathJax typeset every formula (no raw TeX left), every image loaded, no request failed and no
-console error was logged. The site is read from $TRANSFORMER_LIT_SITE (default _build/html).
+console error was logged. The site is read from $TRANSFORMER_LIT_SITE (default _build/html). The pages
+expected are those that `_toc.yml` lists; in the executed book ($TRANSFORMER_LIT_SITE_EXECUTED=1) every
+chapter that draws figures must show them.
 
 Without Chromium the tests skip with the reason, except under CI (CI=true), where that is a failure.
 """
 from __future__ import annotations
 
+import json
 import os
 import re
 from pathlib import Path
 
 import pytest
+import yaml
 
 ROOT = Path(__file__).resolve().parent.parent
 SITE = (ROOT / os.environ.get("TRANSFORMER_LIT_SITE", "_build/html")).resolve()
@@ -49,10 +53,42 @@ def browser():
         b.close()
 
 
-def test_site_has_the_chapters():
+def _toc_files() -> list[str]:
+    "Every page `_toc.yml` lists (root, parts, chapters, nested sections), as paths without suffix."
+    toc = yaml.safe_load((ROOT / "_toc.yml").read_text(encoding="utf-8"))
+    files = [toc["root"]]
+
+    def walk(entries):
+        for e in entries or []:
+            if "file" in e:
+                files.append(e["file"])
+            walk(e.get("sections"))
+            walk(e.get("chapters"))
+    for part in toc.get("parts", []):
+        walk(part.get("chapters"))
+    walk(toc.get("chapters"))
+    walk(toc.get("sections"))
+    return files
+
+
+def _figure_cells(notebook: Path) -> int:
+    "Code cells of a chapter whose top-level `plt.show()` always draws a figure (not inside an if or a loop)."
+    cells = json.loads(notebook.read_text(encoding="utf-8"))["cells"]
+    return sum(c["cell_type"] == "code" and any(line.startswith("plt.show()") for line in "".join(c["source"]).splitlines())
+               for c in cells)
+
+
+def test_toc_lists_the_chapters():
+    files = _toc_files()
+    assert files[0] == "intro" and "nbs/01_attention" in files and len(set(files)) == len(files), files
+    for f in files:
+        assert any((ROOT / f).with_suffix(s).is_file() for s in (".md", ".ipynb")), f"_toc.yml lists {f}, which does not exist"
+
+
+def test_site_has_every_page_of_the_toc():
     _need(SITE.is_dir(), f"no built site at {SITE}")
-    names = {p.name for p in _pages()}
-    assert "intro.html" in names and "01_attention.html" in names, names
+    missing = [f for f in _toc_files() if not (SITE / f"{f}.html").is_file()]
+    assert not missing, f"pages listed in _toc.yml but not built under {SITE}: {missing}"
 
 
 # Text that MathJax would have replaced had it run: $$...$$, \( \), \[ \], or a bare TeX command.
@@ -100,6 +136,27 @@ def test_every_page_renders(browser):
         problems += [f"{page_path.name}: console error: {e}" for e in errors]
         page.close()
     print(f"checked {len(pages)} pages, {n_math} formulas, {n_img} images")
+    assert not problems, "\n".join(problems)
+
+
+def test_every_chapter_shows_its_figures(browser):
+    if not EXECUTED:
+        pytest.skip("the quick book of `make test` is built without executing the notebooks: no figures to check")
+    problems, counts = [], {}
+    for f in _toc_files():
+        notebook = (ROOT / f).with_suffix(".ipynb")
+        if not notebook.is_file() or not (expected := _figure_cells(notebook)):
+            continue
+        page = browser.new_page()
+        page.goto((SITE / f"{f}.html").as_uri(), wait_until="load")
+        shown = page.evaluate("""() => [...document.querySelectorAll('.cell_output img')]
+                                 .filter(i => i.complete && i.naturalWidth > 0).length""")
+        page.close()
+        counts[f] = (shown, expected)
+        if shown < expected:
+            problems.append(f"{f}: {shown} figures shown, but {expected} cells draw one")
+    print("figures shown / cells that draw one:", counts)
+    assert counts, "no chapter with figures found"
     assert not problems, "\n".join(problems)
 
 
