@@ -18,7 +18,7 @@ help:
 $(STAMP): requirements.lock pyproject.toml
 	@test -n "$(PYTHON)" || { echo "error: Python 3.11 not found (set PYTHON=...)"; exit 1; }
 	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
-	# One install from the lock file: torch==2.13.0+cpu is the CPU build.
+	# One install from the lock file (torch==2.13.0: pip picks the CPU build where one is offered locally).
 	$(BIN)/python -m pip install --quiet -r requirements.lock
 	$(BIN)/python -m pip install --quiet --no-deps -e .
 	@touch $(STAMP)
@@ -29,7 +29,10 @@ export: $(STAMP)
 clean-nbs: $(STAMP)
 	$(BIN)/nbdev-clean
 
+# tools/book_cache.py first drops the cached outputs of every notebook whose imported modules, data or
+# mode changed since the last build (jupyter-cache alone keys a notebook on its own code cells only).
 book: $(STAMP) export
+	$(BIN)/python tools/book_cache.py
 	$(BIN)/jupyter-book build . -W -n --keep-going
 	@echo ""
 	@echo "Book built. Open: file://$(CURDIR)/_build/html/index.html"
@@ -65,12 +68,15 @@ lab: $(STAMP)
 benchmark: $(STAMP)
 	@for f in benchmarks/*.py; do echo "== $$f"; $(BIN)/python $$f || exit 1; done
 
-# Regenerate requirements.lock from the current .venv (after changing pyproject ranges).
+# Regenerate requirements.lock from the current .venv (after changing pyproject ranges). Local version
+# labels such as torch's "+cpu" are dropped: they exist on some mirrors but not on the public index.
 lock: $(STAMP)
-	@{ echo "# Exact, tested versions of everything the Makefile installs (Python 3.11, CPU)."; \
-	   echo "# pyproject.toml keeps ranges; regenerate this file with 'make lock' after changing them."; \
-	   echo "# torch==2.13.0 resolves to the CPU build."; \
-	   $(BIN)/python -m pip freeze --exclude-editable | grep -v -i '^transformer.lit'; } > requirements.lock
+	@{ echo "# Exact, tested versions of everything the Makefile installs."; \
+	   echo "# Tested on Linux x86_64 with CPython 3.11 (pip only). pyproject.toml keeps ranges;"; \
+	   echo "# regenerate this file with 'make lock' after changing them."; \
+	   echo "# torch==2.13.0 is the public release (with a local CPU wheel, pip takes that one)."; \
+	   $(BIN)/python -m pip freeze --exclude-editable | grep -v -i '^transformer.lit' | sed -E 's/^([^=]+==[^+]+)\+[A-Za-z0-9.]+$$/\1/'; \
+	 } > requirements.lock.tmp && mv requirements.lock.tmp requirements.lock
 
 clean:
 	rm -rf _build
