@@ -7,8 +7,13 @@ with chapter 7's Trainer and exactly the same recipe, data, split and seed, both
 Face's GPT2LMHeadModel of the same shape, and prints their final losses: a reference for what the
 recipe can reach on this corpus, independent of our implementation. It is slow (two full runs).
 
-    .venv/bin/python benchmarks/recipe_loss.py
-    .venv/bin/python benchmarks/recipe_loss.py --steps 500 --threads 1
+It is a reference for a *loss*, not a speed comparison: the two runs go one after the other, so their
+times are printed for information only and are not comparable (a benchmark times its candidates
+interleaved, see benchmarks/README.md). That is why it lives in tools/ and `make benchmark` does not
+run it. Chapter 8 quotes its table.
+
+    .venv/bin/python tools/recipe_loss.py
+    .venv/bin/python tools/recipe_loss.py --steps 500 --threads 1
 """
 from __future__ import annotations
 
@@ -72,6 +77,7 @@ def main():
         rows.append((name, h["train_eval"][-1], h["val_eval"][-1], time.perf_counter() - t0))
         print(f"{name}: done", flush=True)
     print(f"\nnanoGPT's CPU recipe, {args.steps} steps, default corpus ({len(text):,} characters, last 10% held out)")
+    print("(times: one run after the other, for information only; not a speed comparison)")
     print("| model | train loss | validation loss | time (s) |")
     print("|---|---:|---:|---:|")
     for name, tr, va, sec in rows:
