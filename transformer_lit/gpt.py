@@ -322,6 +322,8 @@ def decoding_layout(model: nn.Module):
     """Within the block, every CPU weight matrix of `model` is stored `(in, out)`: the transpose of a
     contiguous array, same values and shape. Matrix-vector products (decoding) read it faster. The
     original tensors are kept and put back on exit: do not train inside the block."""
+    if not isinstance(model, nn.Module):
+        raise TypeError(f"decoding_layout: model must be a torch.nn.Module, got {type(model).__name__}")
     params = {id(p): p for m in model.modules() if isinstance(m, (nn.Linear, nn.Embedding))
               for p in [m.weight] if p.device.type == "cpu" and p.is_contiguous()}.values()
     originals = [p.data for p in params]
@@ -438,7 +440,10 @@ def generate(model: GPT, idx, max_new_tokens: int, *, temperature: float = 1.0, 
 @torch.no_grad()
 def perturb_(model: nn.Module, scale: float = 0.2, seed: int = 0) -> nn.Module:
     "Add N(0, scale^2) noise to every parameter in place (tests: random weights far from initialisation)."
-    g = torch.Generator().manual_seed(seed)
+    if not isinstance(model, nn.Module):
+        raise TypeError(f"perturb_: model must be a torch.nn.Module, got {type(model).__name__}")
+    check_float(scale, "scale", "perturb_", minimum=0)
+    g = torch.Generator().manual_seed(check_int(seed, "seed", "perturb_", minimum=0))
     for p in model.parameters():
         p.add_(torch.randn(p.shape, generator=g).to(p) * scale)
     return model
@@ -475,6 +480,8 @@ _HF_ACTIVATIONS = {"gelu_new": "gelu_tanh", "gelu_pytorch_tanh": "gelu_tanh", "g
 
 def gpt_config_from_hf(config) -> GPTConfig:
     "A `GPTConfig` from a `transformers.GPT2Config` or its dict (the `config.json` of a GPT-2 folder)."
+    if not (isinstance(config, dict) or hasattr(config, "to_dict")):
+        raise TypeError(f"gpt_config_from_hf: config must be a GPT2Config or a dict, got {type(config).__name__}")
     d = config if isinstance(config, dict) else config.to_dict()
     if d.get("model_type", "gpt2") != "gpt2":
         raise ValueError(f"gpt_config_from_hf: model_type must be 'gpt2', got {d.get('model_type')!r}")
@@ -506,6 +513,8 @@ def load_hf_state_dict(model: GPT, state_dict: dict[str, Tensor]) -> GPT:
     """Copy a GPT-2 state dict (Hugging Face names and `Conv1D` layout, with or without the
     `transformer.` prefix) into `model`; every weight must be there with the right shape."""
     _check_gpt2_shaped(model, "load_hf_state_dict")
+    if not hasattr(state_dict, "items"):
+        raise TypeError(f"load_hf_state_dict: state_dict must be a dict of tensors, got {type(state_dict).__name__}")
     sd = {k if k.startswith(("transformer.", "lm_head.")) else f"transformer.{k}": v for k, v in state_dict.items()}
     for module, name, conv1d in _hf_pairs(model):
         for pname, p in module.named_parameters(recurse=False):

@@ -217,7 +217,9 @@ class CharTokenizer:
 
     @classmethod
     def from_dict(cls, d: dict) -> "CharTokenizer":
-        if not isinstance(d, dict) or d.get("type") != "char":
+        if not isinstance(d, dict):
+            raise TypeError(f"CharTokenizer.from_dict: expected a dict, got {type(d).__name__}")
+        if d.get("type") != "char":
             raise ValueError(f"CharTokenizer.from_dict: expected a dict with type 'char', got type "
                              f"{d.get('type') if isinstance(d, dict) else type(d).__name__!r}")
         return cls(d["chars"], unk=d.get("unk"))
@@ -376,7 +378,9 @@ class BPETokenizer:
 
     @classmethod
     def from_dict(cls, d: dict) -> "BPETokenizer":
-        if not isinstance(d, dict) or d.get("type") != "bpe":
+        if not isinstance(d, dict):
+            raise TypeError(f"BPETokenizer.from_dict: expected a dict, got {type(d).__name__}")
+        if d.get("type") != "bpe":
             raise ValueError(f"BPETokenizer.from_dict: expected a dict with type 'bpe', got type "
                              f"{d.get('type') if isinstance(d, dict) else type(d).__name__!r}")
         if d.get("pattern", PRETOKENIZE_PATTERN) != PRETOKENIZE_PATTERN:
@@ -394,7 +398,9 @@ class BPETokenizer:
 def tokenizer_from_dict(d: dict):
     "Rebuild a tokenizer from its `to_dict()` (the JSON saved with `.save` and next to a checkpoint)."
     kinds = {"char": CharTokenizer, "bpe": BPETokenizer}
-    kind = d.get("type") if isinstance(d, dict) else None
+    if not isinstance(d, dict):
+        raise TypeError(f"tokenizer_from_dict: expected a dict, got {type(d).__name__}")
+    kind = d.get("type")
     if kind not in kinds:
         raise ValueError(f"tokenizer_from_dict: 'type' must be one of {sorted(kinds)}, got {kind!r}")
     return kinds[kind].from_dict(d)
@@ -833,6 +839,14 @@ def resolve_checkpoint(path) -> Path:
     return p
 
 
+def _cause(e: BaseException) -> str:
+    "A library's exception in one short line: its type and its most telling line (no terminal colour codes)."
+    lines = [l.strip() for l in re.sub(r"\x1b\[[0-9;]*m", "", str(e)).splitlines() if l.strip()]
+    telling = [l for l in lines if "Unsupported" in l]              # torch.load's own reason, when it gives one
+    line = (telling or lines or [""])[0].removeprefix("WeightsUnpickler error: ")
+    return f"{type(e).__name__}: {line[:160]}" if line else type(e).__name__
+
+
 def _read_checkpoint_config(p: Path) -> dict:
     "The checkpoint's `config.json`, checked field by field."
     f = p / "config.json"
@@ -880,8 +894,7 @@ def load_checkpoint(path, model: nn.Module | None = None, optimizer=None, schedu
         with safe_open(str(weights), framework="pt") as f:       # reads the header only
             f.keys()
     except Exception as e:                                     # safetensors' own SafetensorError, among others
-        raise CheckpointError(f"load_checkpoint: {str(weights)!r} is not a safetensors file "
-                              f"({type(e).__name__}: {str(e).splitlines()[0] if str(e) else ''})") from None
+        raise CheckpointError(f"load_checkpoint: {str(weights)!r} is not a safetensors file ({_cause(e)})") from None
     if model is not None:
         try:
             load_model(model, str(weights), strict=True)
@@ -892,8 +905,7 @@ def load_checkpoint(path, model: nn.Module | None = None, optimizer=None, schedu
         state = torch.load(p / "state.pt", map_location="cpu", weights_only=True)
     except Exception as e:                                     # UnpicklingError, RuntimeError, EOFError, ...
         raise CheckpointError(f"load_checkpoint: {str(p / 'state.pt')!r} is not a plain-data state file that "
-                              f"torch.load(weights_only=True) reads ({type(e).__name__}: "
-                              f"{str(e).splitlines()[0] if str(e) else ''})") from None
+                              f"torch.load(weights_only=True) reads ({_cause(e)})") from None
     if not (isinstance(state, dict) and {"optimizer", "scheduler", "trainer"} <= set(state)
             and isinstance(state["trainer"], dict)):
         raise CheckpointError(f"load_checkpoint: {str(p / 'state.pt')!r} must hold a dict with 'optimizer', "
