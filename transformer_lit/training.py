@@ -871,7 +871,7 @@ def _read_checkpoint_config(p: Path) -> dict:
             raise CheckpointError(f"load_checkpoint: {str(f)!r}: {key} must be {what}, got {str(config.get(key))[:60]}")
     return config
 
-
+# %% ../nbs/07_training.ipynb #b807916f
 def load_checkpoint(path, model: nn.Module | None = None, optimizer=None, scheduler=None) -> dict:
     """Verify a checkpoint (or a run directory's latest) and load it into `model`, `optimizer`, `scheduler`.
 
