@@ -69,8 +69,8 @@ def build_parser() -> argparse.ArgumentParser:
     o.add_argument("--batch-size", type=positive_int, default=12, help="windows per step")
     o.add_argument("--max-steps", type=positive_int, default=2000, help="optimizer steps of the whole run")
     o.add_argument("--lr", type=positive_float, default=1e-3, help="peak learning rate")
-    o.add_argument("--min-lr", type=positive_float, default=1e-4, help="learning rate at the end of the cosine decay")
-    o.add_argument("--warmup-steps", type=nonnegative_int, default=100, help="steps of linear warm-up")
+    o.add_argument("--min-lr", type=positive_float, default=1e-4, help="learning rate at the end of the cosine decay (at most --lr)")
+    o.add_argument("--warmup-steps", type=nonnegative_int, default=100, help="steps of linear warm-up (at most --max-steps)")
     o.add_argument("--weight-decay", type=nonnegative_float, default=0.1, help="AdamW weight decay (weight matrices only)")
     o.add_argument("--beta2", type=_number(float, 0, False, 0.9999, "a number in [0, 1)"), default=0.99, help="AdamW beta2")
     o.add_argument("--grad-clip", type=positive_float, default=1.0, help="maximum global gradient norm")
@@ -142,7 +142,7 @@ def _train(args) -> int:
         data, val_fraction = args.data, args.val_fraction
         if args.warmup_steps > args.max_steps:
             raise ValueError(f"--warmup-steps: {args.warmup_steps} is more than --max-steps {args.max_steps}; "
-                             f"the warm-up must fit in the run")
+                             f"the warm-up must fit in the run (give --warmup-steps {args.max_steps} or fewer)")
         if args.min_lr > args.lr:
             raise ValueError(f"--min-lr: {args.min_lr:g} is larger than --lr {args.lr:g}; the cosine decays from "
                              f"--lr down to --min-lr")
