@@ -14,7 +14,8 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from .attention import check_choice, check_float, check_int, check_tensor
-from .encoder import ACTIVATIONS, Encoder, FeedForward, _copy_linear_norm, _torch_activation, encoder_from_torch
+from .encoder import (ACTIVATIONS, Encoder, FeedForward, _copy_linear_norm, _stack_from_torch,
+                                     _torch_activation, encoder_from_torch)
 from .multi_head import KVCache, MemoryKVCache, MultiHeadAttention, PositionHook, mha_from_torch
 from .positional import build_position
 
@@ -165,18 +166,7 @@ def decoder_from_torch(theirs: nn.TransformerDecoder) -> Decoder:
     "A `Decoder` with the configuration and a copy of the weights of a `torch.nn.TransformerDecoder`."
     if not isinstance(theirs, nn.TransformerDecoder):
         raise TypeError(f"decoder_from_torch: expected a torch.nn.TransformerDecoder, got {type(theirs).__name__}")
-    layers = [decoder_layer_from_torch(layer) for layer in theirs.layers]
-    first = layers[0]
-    ours = Decoder(first.d_model, first.self_attn.n_heads, first.ff.linear1.out_features, len(layers),
-                   dropout=first.dropout1.p, activation=first.ff.activation, norm_first=first.norm_first,
-                   layer_norm_eps=first.norm1.eps, bias=first.ff.linear1.bias is not None,
-                   final_norm=theirs.norm is not None)
-    ours = ours.to(device=first.norm1.weight.device, dtype=first.norm1.weight.dtype)
-    for o, layer in zip(ours.layers, layers):
-        o.load_state_dict(layer.state_dict())
-    if theirs.norm is not None:
-        _copy_linear_norm(ours, theirs, {"norm": "norm"})
-    return ours
+    return _stack_from_torch(theirs, [decoder_layer_from_torch(layer) for layer in theirs.layers], Decoder)
 
 def transformer_stacks_from_torch(theirs: nn.Transformer) -> tuple[Encoder, Decoder]:
     "Our `(Encoder, Decoder)` with the configuration and weights of a `torch.nn.Transformer`'s two stacks."

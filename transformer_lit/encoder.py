@@ -167,12 +167,16 @@ def encoder_from_torch(theirs: nn.TransformerEncoder) -> Encoder:
     "An `Encoder` with the configuration and a copy of the weights of a `torch.nn.TransformerEncoder`."
     if not isinstance(theirs, nn.TransformerEncoder):
         raise TypeError(f"encoder_from_torch: expected a torch.nn.TransformerEncoder, got {type(theirs).__name__}")
-    layers = [encoder_layer_from_torch(layer) for layer in theirs.layers]
+    return _stack_from_torch(theirs, [encoder_layer_from_torch(layer) for layer in theirs.layers], Encoder)
+
+def _stack_from_torch(theirs: nn.Module, layers: list[nn.Module], stack: type) -> nn.Module:
+    """Our `stack` (`Encoder`, or chapter 6's `Decoder`) holding copies of `layers`, already converted
+    from `theirs.layers`, with `theirs.norm` as its final LayerNorm when it has one."""
     first = layers[0]
-    ours = Encoder(first.d_model, first.self_attn.n_heads, first.ff.linear1.out_features, len(layers),
-                   dropout=first.dropout1.p, activation=first.ff.activation, norm_first=first.norm_first,
-                   layer_norm_eps=first.norm1.eps, bias=first.ff.linear1.bias is not None,
-                   final_norm=theirs.norm is not None)
+    ours = stack(first.d_model, first.self_attn.n_heads, first.ff.linear1.out_features, len(layers),
+                 dropout=first.dropout1.p, activation=first.ff.activation, norm_first=first.norm_first,
+                 layer_norm_eps=first.norm1.eps, bias=first.ff.linear1.bias is not None,
+                 final_norm=theirs.norm is not None)
     ours = ours.to(device=first.norm1.weight.device, dtype=first.norm1.weight.dtype)
     for o, layer in zip(ours.layers, layers):
         o.load_state_dict(layer.state_dict())
