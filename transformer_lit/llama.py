@@ -28,13 +28,13 @@ __all__ = ['ROPE_SCALINGS', 'HF_ARCHITECTURES', 'RMSNorm', 'swiglu_hidden', 'Swi
            'llama_hf_state_dict', 'load_llama_hf_state_dict', 'llama_from_hf', 'llama_to_hf', 'kv_cache_bytes',
            'loss_at_time', 'plot_comparison', 'rescale_rope', 'position_losses', 'plot_loss_by_position']
 
-# %% ../nbs/11_llama.ipynb #e5dc41df
+# %% ../nbs/11_llama.ipynb #ef5074d0
 class RMSNorm(nn.Module):
     """Root-mean-square normalisation (Zhang and Sennrich 2019): `weight * x / rms(x)` over the last axis.
 
     LayerNorm without the mean and the bias: one reduction instead of two, and no parameter that
     shifts. Computed in float32 whatever the input's dtype (as Llama does), so that bf16 activations
-    are normalised at full precision, then cast back."""
+    are normalised at full precision, then cast back; float32 inputs take PyTorch's `F.rms_norm`."""
 
     def __init__(self, dim: int, eps: float = 1e-6):
         super().__init__()
@@ -49,7 +49,9 @@ class RMSNorm(nn.Module):
         if not isinstance(x, Tensor) or x.shape[-1:] != (self.dim,):
             got = tuple(x.shape) if isinstance(x, Tensor) else type(x).__name__
             raise ValueError(f"RMSNorm: the last axis of x must have size dim={self.dim}, got {got}")
-        h = x.float()
+        if x.dtype == torch.float32:                                      # fast path: PyTorch's fused kernel
+            return F.rms_norm(x, (self.dim,), self.weight, self.eps)
+        h = x.float()                                                     # as Llama: in float32, then cast back
         h = h * torch.rsqrt(h.pow(2).mean(-1, keepdim=True) + self.eps)   # (..., C), root mean square 1
         return self.weight * h.to(x.dtype)
 
@@ -363,13 +365,14 @@ class LlamaBlock(nn.Module):
         x = x + self.dropout(a)
         return x + self.dropout(self.ff(self.norm2(x)))                        # (B, T, C)
 
-# %% ../nbs/11_llama.ipynb #a8870cbe
+# %% ../nbs/11_llama.ipynb #fbd3577f
 class Llama(GPT):
     """A Llama-style decoder-only language model: RMSNorm, SwiGLU, RoPE, grouped-query attention, no biases.
 
     A subclass of chapter 9's `GPT` with other blocks, an RMSNorm as `ln_f` and no position table:
     `forward(idx, targets, caches=...)`, `new_caches`, `num_params`, `attention_maps` are GPT's, and
     `generate` and the `Trainer` work unchanged."""
+    config_class = LlamaConfig                                                 # for tools that build from a dict
 
     def __init__(self, config: LlamaConfig):
         nn.Module.__init__(self)                                               # not GPT's: it builds GPT-2's parts
@@ -599,7 +602,7 @@ def plot_comparison(histories: dict[str, dict], tokens_per_step: int, axes=None)
         ax.legend()
     return axes
 
-# %% ../nbs/11_llama.ipynb #68501145
+# %% ../nbs/11_llama.ipynb #ad7631d1
 def rescale_rope(model: Llama, scaling: dict | None, block_size: int | None = None) -> Llama:
     "A copy of `model` (same weights) whose RoPE uses `scaling`, reading contexts of up to `block_size` tokens."
     if not isinstance(model, Llama):
@@ -633,7 +636,7 @@ def position_losses(model: nn.Module, data: Tensor, T: int, n_windows: int = 32,
     model.train(was)
     return total / n_windows
 
-# %% ../nbs/11_llama.ipynb #ba21ea72
+# %% ../nbs/11_llama.ipynb #7d7d77dd
 def plot_loss_by_position(curves: dict[str, Tensor], train_length: int, ax=None, smooth: int = 8, title: str | None = None):
     """Loss against position for each named `(T,)` curve of `position_losses`, as a moving average of `smooth`
     positions; positions beyond `train_length` are shaded. Returns the axes."""
