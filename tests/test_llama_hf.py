@@ -60,10 +60,12 @@ def test_logits_and_greedy_past_the_original_context(family, rope):
 
 
 def test_bf16_folder_round_trip(tmp_path):
-    theirs = hf_model("qwen3", ROPES["yarn"], dtype=torch.bfloat16, head_dim=48, tie_word_embeddings=True)
+    theirs = hf_model("qwen3", ROPES["yarn"], dtype=torch.bfloat16, head_dim=48, tie_word_embeddings=True,
+                      max_position_embeddings=256)                              # yarn: 64 -> 256
     theirs.save_pretrained(tmp_path / "hf")
     ours = llama_from_hf(tmp_path / "hf")
     assert ours.lm_head.weight.dtype == torch.bfloat16 and ours.config.head_dim == 48 and ours.config.qk_norm
+    assert ours.config.block_size == 256 and ours.config.rope_scaling["original_max_position_embeddings"] == 64
     saved = theirs.state_dict()
     for k, v in llama_hf_state_dict(ours).items():
         assert torch.equal(v, saved[k]), k
