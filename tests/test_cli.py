@@ -1,4 +1,4 @@
-"""The `transformer-lit` command (chapter 9), run for real in a subprocess on a tiny corpus.
+"""The `transformer-lit` command (chapter 10), run for real in a subprocess on a tiny corpus.
 
 Uses the installed console script when there is one (`.venv/bin/transformer-lit`), else
 `python -m transformer_lit.cli`: both call `transformer_lit.cli.main`.

@@ -23,7 +23,8 @@ def _modules() -> list[str]:
 
 def test_every_module_imports_without_jupyter_plotting_or_transformers():
     modules = _modules()
-    assert {"transformer_lit.attention", "transformer_lit.training", "transformer_lit.gpt", "transformer_lit.cli"} <= set(modules)
+    assert {"transformer_lit.attention", "transformer_lit.tokenizer", "transformer_lit.training", "transformer_lit.gpt",
+            "transformer_lit.cli"} <= set(modules)
     # A fresh interpreter in which importing any of BLOCKED fails, as on a server without them.
     code = (
         "import sys\n"

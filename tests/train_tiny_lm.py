@@ -22,8 +22,8 @@ import torch.nn.functional as F
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))          # the repository's package, also when not installed
 
-from transformer_lit.training import (CharTokenizer, TrainConfig, Trainer, load_corpus,  # noqa: E402
-                                      teardown_distributed, train_val_split)
+from transformer_lit.tokenizer import CharTokenizer, load_corpus  # noqa: E402
+from transformer_lit.training import TrainConfig, Trainer, teardown_distributed, train_val_split  # noqa: E402
 
 
 class ContextMLP(nn.Module):
