@@ -188,3 +188,97 @@ def test_a_failed_run_gives_one_line_and_status_1(tmp_path):
             "--warmup-steps", "0", "--no-progress", check_status=1)
     assert "Traceback" not in r.stderr and r.stderr.count("\n") == 1, r.stderr
     assert "NonFiniteLossError" in r.stderr and "at step 2" in r.stderr
+
+
+PLUGIN = '''
+class Count:
+    name = "count"
+    help = "count the characters of a file (a plugin's subcommand)"
+
+    def add_arguments(self, parser):
+        parser.add_argument("file", help="a text file")
+
+    def run(self, args):
+        with open(args.file, encoding="utf-8") as f:
+            print(len(f.read()))
+        return 0
+
+
+class Crash:
+    name = "crash"
+    help = "a plugin whose run() fails"
+
+    def add_arguments(self, parser):
+        pass
+
+    def run(self, args):
+        raise RuntimeError("something went wrong inside the plugin")
+
+
+class BadOptions:
+    name = "bad-options"
+    help = "a plugin whose add_arguments() raises"
+
+    def add_arguments(self, parser):
+        raise KeyError("oops")
+
+    def run(self, args):
+        return 0
+
+
+class Clash(Count):
+    name = "train"                                   # a built-in command's name
+
+
+count, crash, bad_options, clash = Count(), Crash(), BadOptions(), Clash()
+just_a_string = "not a command"
+'''
+
+
+def _install_plugin(tmp_path: Path, entry_points: str) -> dict:
+    "A plugin 'installed' in tmp_path (a module and a dist-info folder), and the environment that finds it."
+    (tmp_path / "fake_plugin.py").write_text(PLUGIN)
+    info = tmp_path / "fake_plugin-0.1.dist-info"
+    info.mkdir()
+    (info / "METADATA").write_text("Metadata-Version: 2.1\nName: fake-plugin\nVersion: 0.1\n")
+    (info / "entry_points.txt").write_text("[transformer_lit.commands]\n" + entry_points)
+    return {**ENV, "PYTHONPATH": os.pathsep.join([str(tmp_path), ENV.get("PYTHONPATH", "")]).rstrip(os.pathsep)}
+
+
+def run_with(env: dict, *args) -> subprocess.CompletedProcess:
+    return subprocess.run([*COMMAND, *map(str, args)], capture_output=True, text=True, env=env, timeout=300)
+
+
+def test_a_plugin_adds_a_subcommand(tmp_path):
+    env = _install_plugin(tmp_path, "count = fake_plugin:count\n")
+    (tmp_path / "verse.txt").write_text(VERSE)
+    r = run_with(env, "count", tmp_path / "verse.txt")
+    assert r.returncode == 0 and r.stdout == f"{len(VERSE)}\n" and r.stderr == "", r
+    top = run_with(env, "--help")
+    assert top.returncode == 0 and "count" in top.stdout and "count the characters of a file" in top.stdout
+    assert "a text file" in run_with(env, "count", "--help").stdout
+    r = run_with(env, "count", tmp_path / "missing.txt")              # the plugin's OSError: a mistake, status 2
+    assert r.returncode == 2 and r.stderr.count("\n") == 1 and "transformer-lit count: error:" in r.stderr, r
+    assert "count" not in run("--help").stdout                        # without the plugin, no such command
+
+
+def test_broken_plugins_give_one_line_each_and_the_rest_works(tmp_path, trained):
+    env = _install_plugin(tmp_path, "missing = no_such_module:command\nattr = fake_plugin:no_such_object\n"
+                                    "train = fake_plugin:clash\nother = fake_plugin:count\nbad-options = fake_plugin:bad_options\n"
+                                    "not-a-command = fake_plugin:just_a_string\ncrash = fake_plugin:crash\n")
+    d, _ = trained
+    r = run_with(env, "generate", "--ckpt", d / "run", "--prompt", "Shall", "--max-new-tokens", "5", "--temperature", "0")
+    assert r.returncode == 0 and r.stdout.startswith("Shall"), r
+    lines = r.stderr.splitlines()
+    assert "Traceback" not in r.stderr and len(lines) == 6, r.stderr
+    assert all(line.startswith("transformer-lit: warning: skipping the plugin") for line in lines), lines
+    for needle in ("'missing' (no_such_module:command): it fails to load (ModuleNotFoundError",
+                   "'attr' (fake_plugin:no_such_object): it fails to load (AttributeError",
+                   "'train' (fake_plugin:clash): the command 'train' exists already",
+                   "'other' (fake_plugin:count): its entry point is named 'other' but the object's name is 'count'",
+                   "'bad-options': its add_arguments failed (KeyError",
+                   "'not-a-command' (fake_plugin:just_a_string): its name must be a lower-case word"):
+        assert any(needle in line for line in lines), (needle, lines)
+    r = run_with(env, "crash")                                         # a failure inside run(): one line, status 1
+    assert r.returncode == 1 and "Traceback" not in r.stderr, r
+    assert r.stderr.splitlines()[-1].startswith("transformer-lit crash: error: RuntimeError: something went wrong")

@@ -9,12 +9,13 @@ import argparse
 import json
 import math
 import os
+import re
 import sys
 from pathlib import Path
 
 # %% auto #0
-__all__ = ['positive_int', 'nonnegative_int', 'positive_float', 'nonnegative_float', 'probability', 'fraction', 'build_parser',
-           'main']
+__all__ = ['positive_int', 'nonnegative_int', 'positive_float', 'nonnegative_float', 'probability', 'fraction', 'COMMANDS_GROUP',
+           'BUILTIN_COMMANDS', 'build_parser', 'main', 'load_commands']
 
 # %% ../nbs/10_cli.ipynb #2653fcfe
 class _Parser(argparse.ArgumentParser):
@@ -44,8 +45,9 @@ probability = _number(float, 0, True, 1.0, what="a number in (0, 1]")
 fraction = _number(float, 0, True, 0.5, what="a number in (0, 0.5]")
 
 # %% ../nbs/10_cli.ipynb #0f0f50c8
-def build_parser() -> argparse.ArgumentParser:
-    "The `transformer-lit` command line: subcommands `train` and `generate`."
+def build_parser(commands: dict | None = None) -> argparse.ArgumentParser:
+    """The `transformer-lit` command line: subcommands `train` and `generate`, and the `commands` of
+    other packages (name -> command object, from `load_commands`)."""
     p = _Parser(prog="transformer-lit", description="Train a GPT on a text file, or generate text with one.")
     sub = p.add_subparsers(dest="command", required=True, metavar="{train,generate}")
     t = sub.add_parser("train", help="train a character-level GPT on a text file",
@@ -93,6 +95,16 @@ def build_parser() -> argparse.ArgumentParser:
     g.add_argument("--top-p", type=probability, default=None, help="nucleus sampling: smallest set with this much probability")
     g.add_argument("--seed", type=nonnegative_int, default=None, help="random seed, for a reproducible sample")
     g.add_argument("--device", default="cpu", help="'cpu', 'cuda' or 'mps'")
+
+    for name, command in (commands or {}).items():
+        try:                                                  # options first on a scratch parser: one that
+            command.add_arguments(_Parser(prog=f"transformer-lit {name}"))   # fails adds no half a command
+        except Exception as e:
+            _skip_plugin(repr(name), f"its add_arguments failed ({type(e).__name__}: {_first_line(e)})")
+            continue
+        command.add_arguments(sub.add_parser(name, help=command.help, description=command.help,
+                                             formatter_class=argparse.ArgumentDefaultsHelpFormatter))
+    sub.metavar = "{" + ",".join(sub.choices) + "}"
     return p
 
 # %% ../nbs/10_cli.ipynb #8a0a0152
@@ -241,11 +253,19 @@ def _first_line(e: BaseException) -> str:
 
 def main(argv: list[str] | None = None) -> int:
     """Entry point of the `transformer-lit` command; returns the exit status: 0, 2 for a mistake in
-    the command (one line on stderr), 1 for any other failure (one line too), 130 when interrupted."""
-    parser = build_parser()
+    the command (one line on stderr), 1 for any other failure (one line too), 130 when interrupted.
+    Subcommands of other installed packages are found at run time (`load_commands`)."""
+    commands = load_commands()
+    parser = build_parser(commands)
     args = parser.parse_args(argv)
+    builtin = {"train": _train, "generate": _generate}
     try:
-        return {"train": _train, "generate": _generate}[args.command](args)
+        if args.command in builtin:
+            return builtin[args.command](args)
+        status = commands[args.command].run(args)              # a plugin: same rules for its errors
+        if isinstance(status, bool) or not isinstance(status, int):
+            raise TypeError(f"the command's run() must return an int exit status, got {type(status).__name__}")
+        return status
     except (ValueError, OSError) as e:               # a user's mistake (chapter 8's CheckpointError is a ValueError)
         print(f"transformer-lit {args.command}: error: {_first_line(e)}", file=sys.stderr)
         return 2
@@ -262,3 +282,55 @@ def main(argv: list[str] | None = None) -> int:
 # %% ../nbs/10_cli.ipynb #92e4fdec
 if __name__ == "__main__" and "__file__" in globals():                       # `python -m transformer_lit.cli`
     sys.exit(main())
+
+# %% ../nbs/10_cli.ipynb #d12f5077
+COMMANDS_GROUP = "transformer_lit.commands"
+BUILTIN_COMMANDS = ("train", "generate")
+
+
+def _skip_plugin(what: str, problem: str):
+    print(f"transformer-lit: warning: skipping the plugin {what}: {problem}", file=sys.stderr)
+
+
+def _command_problem(obj, taken: set) -> str | None:
+    "What keeps `obj` from being a subcommand (the protocol: name, help, add_arguments, run), or None."
+    name = getattr(obj, "name", None)
+    if not isinstance(name, str) or not re.fullmatch(r"[a-z][a-z0-9-]*", name):
+        return f"its name must be a lower-case word such as 'finetune', got {name!r}"
+    if name in taken:
+        return f"the command {name!r} exists already"
+    if not isinstance(getattr(obj, "help", None), str):
+        return f"its help must be a str, got {type(getattr(obj, 'help', None)).__name__}"
+    missing = [m for m in ("add_arguments", "run") if not callable(getattr(obj, m, None))]
+    if missing:
+        return "it has no " + " and no ".join(f"{m}()" for m in missing)
+    return None
+
+
+def load_commands(group: str = COMMANDS_GROUP) -> dict:
+    """The subcommands that installed packages declare in the entry-point group `group`, by name.
+
+    Each entry point names an object with `name`, `help`, `add_arguments(parser)` and `run(args) -> int`.
+    One that fails to load or does not follow the protocol is skipped with one line on stderr."""
+    from importlib.metadata import entry_points
+    found: dict = {}
+    try:
+        eps = sorted(entry_points(group=group), key=lambda ep: ep.name)
+    except Exception as e:                                     # broken metadata of some installed package
+        print(f"transformer-lit: warning: cannot list the plugins of {group!r} ({type(e).__name__}: "
+              f"{_first_line(e)})", file=sys.stderr)
+        return found
+    for ep in eps:
+        try:
+            obj = ep.load()
+        except Exception as e:                                 # ImportError, AttributeError, a bug in the module
+            _skip_plugin(f"{ep.name!r} ({ep.value})", f"it fails to load ({type(e).__name__}: {_first_line(e)})")
+            continue
+        problem = _command_problem(obj, {*BUILTIN_COMMANDS, *found})
+        if problem is None and obj.name != ep.name:
+            problem = f"its entry point is named {ep.name!r} but the object's name is {obj.name!r}"
+        if problem:
+            _skip_plugin(f"{ep.name!r} ({ep.value})", problem)
+        else:
+            found[obj.name] = obj
+    return found
