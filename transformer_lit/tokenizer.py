@@ -472,32 +472,38 @@ class BPETokenizer:
     def from_pretrained(cls, folder: str | os.PathLike) -> "BPETokenizer":
         """Read a GPT-2 tokenizer folder: `vocab.json` (token -> id, each token spelt with
         `bytes_to_unicode`'s characters) and `merges.txt` (one merge `a b` per line, in the order
-        learned), as OpenAI's GPT-2, `transformers`' `save_pretrained` and `tokenizers`' `save_model` write them."""
+        learned), as OpenAI's GPT-2 and `tokenizers`' `save_model` write them; or, without those two,
+        `tokenizer.json` (what `transformers` 5 writes) if it describes GPT-2's kind of tokenizer."""
         where, folder = "BPETokenizer.from_pretrained", Path(folder)
-        for name in ("vocab.json", "merges.txt"):
-            if not (folder / name).is_file():
-                raise FileNotFoundError(f"{where}: {str(folder)!r} has no {name} (a GPT-2 tokenizer folder holds "
-                                        f"vocab.json and merges.txt)")
-        table = _read_json(folder / "vocab.json", where)
+        if (folder / "vocab.json").is_file() and (folder / "merges.txt").is_file():
+            source, table, pairs = "vocab.json", _read_json(folder / "vocab.json", where), []
+            for n, line in enumerate((folder / "merges.txt").read_text(encoding="utf-8").splitlines(), 1):
+                if not line or (n == 1 and line.startswith("#version")):
+                    continue
+                parts = line.split(" ")
+                if len(parts) != 2:
+                    raise ValueError(f"{where}: merges.txt line {n} must be two tokens separated by one space, got {line!r}")
+                pairs.append((f"merges.txt line {n}", parts))
+        elif (folder / "tokenizer.json").is_file():
+            source = "tokenizer.json"
+            table, pairs = _gpt2_tokenizer_json(_read_json(folder / "tokenizer.json", where), where)
+        else:
+            raise FileNotFoundError(f"{where}: {str(folder)!r} has no vocab.json and merges.txt, nor a tokenizer.json "
+                                    f"(a GPT-2 tokenizer folder holds vocab.json and merges.txt)")
         if not isinstance(table, dict) or not all(isinstance(k, str) and isinstance(v, int) and not isinstance(v, bool)
                                                   for k, v in table.items()):
-            raise ValueError(f"{where}: vocab.json must map token strings to int ids")
+            raise ValueError(f"{where}: the vocabulary in {source} must map token strings to int ids")
         if sorted(table.values()) != list(range(len(table))):
-            raise ValueError(f"{where}: the ids in vocab.json must be 0 .. {len(table) - 1}, each once")
+            raise ValueError(f"{where}: the ids in {source} must be 0 .. {len(table) - 1}, each once")
         u2b = {c: b for b, c in bytes_to_unicode().items()}
         vocab: list = [None] * len(table)
         for s, i in table.items():
-            vocab[i] = _spelt_bytes(s, u2b, where, "vocab.json entry")
+            vocab[i] = _spelt_bytes(s, u2b, where, "vocabulary entry")
         merges = []
-        for n, line in enumerate((folder / "merges.txt").read_text(encoding="utf-8").splitlines(), 1):
-            if not line or (n == 1 and line.startswith("#version")):
-                continue
-            parts = line.split(" ")
-            if len(parts) != 2:
-                raise ValueError(f"{where}: merges.txt line {n} must be two tokens separated by one space, got {line!r}")
+        for what, parts in pairs:
             if parts[0] not in table or parts[1] not in table:
-                raise ValueError(f"{where}: merges.txt line {n} names "
-                                 f"{next(p for p in parts if p not in table)!r}, which vocab.json does not hold")
+                raise ValueError(f"{where}: {what} names {next(p for p in parts if p not in table)!r}, which the "
+                                 f"vocabulary does not hold")
             merges.append((table[parts[0]], table[parts[1]]))
         return cls(merges, vocab=vocab)
 
@@ -520,6 +526,36 @@ class BPETokenizer:
 
     def __repr__(self):
         return f"BPETokenizer(vocab_size={self.vocab_size})"
+
+
+def _gpt2_tokenizer_json(d, where: str) -> tuple[dict, list]:
+    """The vocabulary (token -> id, added tokens included) and merges of a `tokenizer.json`, refusing one
+    that would not encode as GPT-2 does (another model, pre-tokenizer or normalizer, merge options)."""
+    model = d.get("model") if isinstance(d, dict) else None
+    if not isinstance(model, dict) or model.get("type") != "BPE":
+        raise ValueError(f"{where}: tokenizer.json must hold a BPE model, got "
+                         f"{model.get('type') if isinstance(model, dict) else type(model).__name__!r}")
+    pre = d.get("pre_tokenizer")
+    if not (isinstance(pre, dict) and pre.get("type") == "ByteLevel" and pre.get("use_regex", True)
+            and not pre.get("add_prefix_space", False)):
+        raise ValueError(f"{where}: tokenizer.json must use GPT-2's pre-tokenizer (ByteLevel with use_regex and no "
+                         f"add_prefix_space), got {pre!r}")
+    odd = {k: model.get(k) for k in ("dropout", "continuing_subword_prefix", "end_of_word_suffix", "ignore_merges",
+                                      "byte_fallback") if model.get(k)}
+    if d.get("normalizer") is not None or odd:
+        raise ValueError(f"{where}: tokenizer.json has settings GPT-2 does not use: "
+                         f"{odd or {'normalizer': d.get('normalizer')}!r}")
+    table = dict(model.get("vocab") or {})
+    for t in d.get("added_tokens") or []:
+        if not (isinstance(t, dict) and isinstance(t.get("content"), str) and isinstance(t.get("id"), int)):
+            raise ValueError(f"{where}: every entry of tokenizer.json's added_tokens needs a 'content' and an 'id', got {t!r}")
+        table[t["content"]] = t["id"]
+    pairs = [(f"tokenizer.json merge {r}", m.split(" ") if isinstance(m, str) else list(m))
+             for r, m in enumerate(model.get("merges") or [])]
+    bad = next((what for what, parts in pairs if len(parts) != 2), None)
+    if bad is not None:
+        raise ValueError(f"{where}: {bad} must be two tokens")
+    return table, pairs
 
 
 def _spelt_bytes(s, u2b: dict, where: str, what: str) -> bytes:
