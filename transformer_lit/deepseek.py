@@ -208,9 +208,14 @@ class MultiHeadLatentAttention(nn.Module):
         if need_weights:                                                            # explicit: chapter 1
             out, weights = scaled_dot_product_attention(q, k.expand(B, nh, *k.shape[2:]), v.expand(B, nh, *v.shape[2:]),
                                                         mask=mask, dropout_p=p, scale=self.scale)
+        elif absorbed:                  # one key/value head: the heads become rows of queries, one product for all
+            if is_causal and T > 1 and mask is None:
+                mask = torch.ones(T, T_k, dtype=torch.bool, device=x.device).tril(T_k - T)
+            out = F.scaled_dot_product_attention(q.reshape(B, 1, nh * T, r + dr), k, v, dropout_p=p, scale=self.scale,
+                                                 attn_mask=None if mask is None else mask.repeat(nh, 1)).view(B, nh, T, r)
         else:
             out = F.scaled_dot_product_attention(q, k, v, attn_mask=mask, dropout_p=p, scale=self.scale,
-                                                 is_causal=is_causal and mask is None, enable_gqa=k.shape[1] != nh)
+                                                 is_causal=is_causal and mask is None)
         if absorbed:
             out = out @ W_uv.transpose(1, 2)                                        # (B, nh, T, r) -> (B, nh, T, dv)
         return self.o_proj(out.transpose(1, 2).reshape(B, T, nh * dv)), weights      # (B, T, C)
@@ -633,7 +638,7 @@ class MTPModule(nn.Module):
         x = self.eh_proj(torch.cat([self.hnorm(h), self.enorm(emb)], dim=-1))       # (B, T, 2C) -> (B, T, C)
         return self.block(x, is_causal=x.shape[1] > 1, cache=cache)                 # (B, T, C)
 
-# %% ../nbs/13_deepseek.ipynb #01accb56
+# %% ../nbs/13_deepseek.ipynb #2b42c53d
 @torch.no_grad()
 def mtp_speculative_generate(model: DeepSeek, idx, max_new_tokens: int) -> tuple[Tensor, dict]:
     """Greedy decoding of one sequence with self-speculative decoding: the first MTP module drafts the token
@@ -684,7 +689,7 @@ def mtp_speculative_generate(model: DeepSeek, idx, max_new_tokens: int) -> tuple
     stats = {"drafted": drafted, "accepted": accepted, "acceptance": accepted / max(drafted, 1), "forward_passes": passes + 1}
     return torch.tensor(out[:len(idx) + max_new_tokens]), stats
 
-# %% ../nbs/13_deepseek.ipynb #7b8643a5
+# %% ../nbs/13_deepseek.ipynb #c60f2e52
 def arithmetic_problems(n: int, seed: int = 0, exclude: set | None = None) -> list[dict]:
     """`n` distinct problems `a+b+c=` with digits `a, b, c` (at most 1000 exist), drawn with `seed`, none in
     `exclude` (a set of prompts: a held-out split). Each is a dict: `prompt`, `answer` (an int) and a worked
@@ -715,7 +720,7 @@ def answer_reward(completion: str, answer: int) -> float:
     m = _FORMAT.fullmatch(completion)
     return float(m is not None and int(m.group(1)) == answer)
 
-# %% ../nbs/13_deepseek.ipynb #02d11445
+# %% ../nbs/13_deepseek.ipynb #662c568c
 def group_advantages(rewards: Tensor, eps: float = 1e-4) -> Tensor:
     """GRPO's advantages: each answer's reward relative to its own group, `(r - mean) / (std + eps)` over the
     last axis of `rewards (P, G)` (P prompts, G answers each). No value model: the group is the baseline."""
@@ -727,7 +732,7 @@ def group_advantages(rewards: Tensor, eps: float = 1e-4) -> Tensor:
     tied = rewards.amax(1, keepdim=True) == rewards.amin(1, keepdim=True)        # a group of equal rewards:
     return torch.where(tied, 0.0, rewards - mean) / (std + eps)                # exactly 0, not rounding / eps
 
-# %% ../nbs/13_deepseek.ipynb #71349f08
+# %% ../nbs/13_deepseek.ipynb #63ca2ffe
 def token_logprobs(model: nn.Module, seqs: Tensor) -> Tensor:
     "Log-probability under `model` of every token of `seqs (N, L)` after the first, given those before it: `(N, L - 1)`."
     logits, _ = model(seqs[:, :-1])                                                 # (N, L - 1, V)
@@ -764,7 +769,7 @@ def grpo_loss(logp: Tensor, old_logp: Tensor, ref_logp: Tensor, advantages: Tens
              "clipped": float((clipped * mask).sum() / mask.sum().clamp_min(1))}
     return -per_answer.mean(), stats
 
-# %% ../nbs/13_deepseek.ipynb #4b4446b8
+# %% ../nbs/13_deepseek.ipynb #696cc4c0
 def completion_mask(seqs: Tensor, prompt_len: int, stop_token: int) -> Tensor:
     """`(N, L - 1)` mask over the targets of `seqs (N, L)` (as `token_logprobs` returns them): 1 for the answer's
     tokens, from the first after the prompt up to and including the first `stop_token`, 0 elsewhere."""
@@ -792,7 +797,7 @@ def plot_grpo(history: dict, axes=None):
     plt.tight_layout()
     return axes
 
-# %% ../nbs/13_deepseek.ipynb #833d6ec6
+# %% ../nbs/13_deepseek.ipynb #567ab8c6
 def grpo_step(model: nn.Module, ref: nn.Module, optimizer: torch.optim.Optimizer, problems: list[dict], encode, decode,
               reward, *, group_size: int = 8, max_new_tokens: int = 48, stop_token: int, temperature: float = 1.0,
               clip_eps: float = 0.2, beta: float = 0.04, inner_steps: int = 2, seed: int = 0) -> dict:
