@@ -9,10 +9,12 @@ import hashlib
 import io
 import json
 import math
+import mmap
 import os
 import random
 import re
 import shutil
+import struct
 import time
 from contextlib import nullcontext
 from dataclasses import asdict, dataclass, fields
@@ -28,27 +30,38 @@ from .attention import check_choice, check_float, check_int, check_tensor
 from .tokenizer import atomic_write_bytes, fsync_dir
 
 # %% auto #0
-__all__ = ['PRECISIONS', 'SCHEDULES', 'OPTIMIZERS', 'CHECKPOINT_FORMAT', 'CHECKPOINT_VERSION', 'CHECKPOINT_FILES',
-           'RESUMABLE_CHANGES', 'train_val_split', 'get_batch', 'param_groups', 'WarmupCosine', 'WarmupInverseSqrt',
-           'WarmupConstant', 'noam_lr', 'plot_schedules', 'resolve_device', 'autocast_dtype', 'seed_everything',
-           'TrainConfig', 'make_optimizer', 'make_schedule', 'CheckpointError', 'save_checkpoint', 'resolve_checkpoint',
-           'load_checkpoint', 'distributed_env', 'setup_distributed', 'teardown_distributed', 'NonFiniteLossError',
-           'tokens_sha256', 'Trainer', 'plot_history']
+__all__ = ['PRECISIONS', 'SCHEDULES', 'OPTIMIZERS', 'STRATEGIES', 'CHECKPOINT_FORMAT', 'CHECKPOINT_VERSION', 'CHECKPOINT_FILES',
+           'SDPA_KERNELS', 'RESUMABLE_CHANGES', 'TOKEN_FILE_MAGIC', 'TOKEN_FILE_VERSION', 'TOKEN_HEADER',
+           'train_val_split', 'get_batch', 'param_groups', 'WarmupCosine', 'WarmupInverseSqrt', 'WarmupConstant',
+           'noam_lr', 'plot_schedules', 'resolve_device', 'cpu_has_fp16', 'autocast_dtype', 'seed_everything',
+           'enable_tf32', 'TrainConfig', 'make_optimizer', 'make_schedule', 'CheckpointError', 'save_checkpoint',
+           'resolve_checkpoint', 'load_checkpoint', 'distributed_env', 'setup_distributed', 'teardown_distributed',
+           'NonFiniteLossError', 'tokens_sha256', 'shard_model', 'sdpa_kernel', 'Trainer', 'plot_history',
+           'tokenizer_sha256', 'token_file_tokenizer_path', 'write_token_file', 'read_token_file']
 
 # %% ../nbs/08_training.ipynb #e0ca8be1
+def _is_token_array(data) -> bool:
+    "A 1-d integer NumPy array, such as the memmap of a token file (`read_token_file`, below)."
+    return isinstance(data, np.ndarray) and data.ndim == 1 and np.issubdtype(data.dtype, np.integer)
+
+
 def _check_tokens(data, block_size: int, where: str, name: str = "data"):
-    "A 1-d integer tensor with at least `block_size + 1` tokens, or a clear error."
-    if not isinstance(data, Tensor) or data.ndim != 1 or data.is_floating_point() or data.dtype == torch.bool:
-        got = f"shape {tuple(data.shape)} dtype {data.dtype}" if isinstance(data, Tensor) else type(data).__name__
-        raise TypeError(f"{where}: {name} must be a 1-d integer tensor of token ids, got {got}")
+    "A 1-d integer tensor (or NumPy array) with at least `block_size + 1` tokens, or a clear error."
+    if not _is_token_array(data) and (not isinstance(data, Tensor) or data.ndim != 1 or data.is_floating_point()
+                                      or data.dtype == torch.bool):
+        got = (f"shape {tuple(data.shape)} dtype {data.dtype}" if isinstance(data, (Tensor, np.ndarray))
+               else type(data).__name__)
+        raise TypeError(f"{where}: {name} must be a 1-d integer tensor of token ids (or a 1-d integer NumPy "
+                        f"array, such as a token file's memmap), got {got}")
     if len(data) < block_size + 1:
         raise ValueError(f"{where}: {name} has {len(data)} tokens, fewer than block_size + 1 = {block_size + 1} "
                          f"(one window of inputs plus the shifted target)")
 
 
 def train_val_split(ids: Tensor, val_fraction: float = 0.1) -> tuple[Tensor, Tensor]:
-    "Split a 1-d token tensor into a leading training part and a trailing validation part."
-    check_tensor(ids, "ids", "train_val_split", ndim=1)
+    "Split a 1-d token tensor (or NumPy array: the parts are views) into a leading training part and a trailing validation part."
+    if not _is_token_array(ids):
+        check_tensor(ids, "ids", "train_val_split", ndim=1)
     check_float(val_fraction, "val_fraction", "train_val_split", 0.0, 1.0, min_inclusive=False, max_inclusive=False)
     n_val = int(round(len(ids) * val_fraction))
     if n_val < 1 or n_val >= len(ids):
@@ -58,7 +71,10 @@ def train_val_split(ids: Tensor, val_fraction: float = 0.1) -> tuple[Tensor, Ten
 
 def _windows(data: Tensor, starts: Tensor, block_size: int, device=None) -> tuple[Tensor, Tensor]:
     "Inputs and targets of the windows that start at `starts`, each (B, T), on `device`."
-    w = data.unfold(0, block_size + 1, 1)[starts].long()     # (B, T+1): a view of all windows, then a gather
+    if isinstance(data, np.ndarray):                          # a token file: read only the windows' tokens
+        w = torch.from_numpy(data[starts.numpy()[:, None] + np.arange(block_size + 1)].astype(np.int64))  # (B, T+1)
+    else:
+        w = data.unfold(0, block_size + 1, 1)[starts].long()  # (B, T+1): a view of all windows, then a gather
     x, y = w[:, :-1], w[:, 1:]                                # (B, T), (B, T): y is x shifted by one
     if device is not None and torch.device(device).type == "cuda":
         x, y = x.pin_memory().to(device, non_blocking=True), y.pin_memory().to(device, non_blocking=True)
@@ -208,17 +224,29 @@ def resolve_device(device: str | torch.device = "auto") -> torch.device:
     return d
 
 
-PRECISIONS = ("auto", "fp32", "bf16")
+PRECISIONS = ("auto", "fp32", "bf16", "fp16")
+
+
+def cpu_has_fp16() -> bool:
+    "Whether this CPU computes in float16 natively (Intel AMX-FP16); elsewhere float16 on a CPU is emulated."
+    probe = getattr(torch.cpu, "_is_amx_fp16_supported", None)
+    return bool(probe is not None and probe())
 
 
 def autocast_dtype(device: torch.device, precision: str = "auto") -> torch.dtype | None:
     """The dtype for `torch.autocast` on `device`, or None for plain float32.
 
     'auto': bfloat16 on a CUDA GPU that supports it, float32 elsewhere; 'bf16': bfloat16 on any
-    device that supports it; 'fp32': never autocast."""
+    device that supports it; 'fp16': float16 (the `Trainer` adds a gradient scaler) on a GPU or a CPU
+    with native float16; 'fp32': never autocast."""
     check_choice(precision, "precision", "autocast_dtype", PRECISIONS)
     if precision == "fp32":
         return None
+    if precision == "fp16":
+        if device.type == "cpu" and not cpu_has_fp16():
+            raise ValueError("autocast_dtype: precision='fp16' needs a GPU or a CPU with native float16 (AMX-FP16), "
+                             "and this CPU has none; use precision='bf16' or 'fp32'")
+        return torch.float16
     cuda_bf16 = device.type == "cuda" and torch.cuda.is_bf16_supported()
     if precision == "auto":
         return torch.bfloat16 if cuda_bf16 else None
@@ -234,9 +262,21 @@ def seed_everything(seed: int):
     np.random.seed(seed % 2**32)
     torch.manual_seed(seed)
 
+
+def enable_tf32():
+    """Let float32 matrix products and convolutions on CUDA use TF32 tensor cores (10-bit mantissa inputs,
+    float32 accumulation): several times faster on Ampere and later GPUs, and what autocast leaves in float32."""
+    matmul = torch.backends.cuda.matmul
+    if hasattr(matmul, "fp32_precision"):                    # the API of torch >= 2.9
+        matmul.fp32_precision = "tf32"
+        torch.backends.cudnn.conv.fp32_precision = "tf32"
+    else:
+        matmul.allow_tf32 = torch.backends.cudnn.allow_tf32 = True
+
 # %% ../nbs/08_training.ipynb #fcab2fbf
 SCHEDULES = ("cosine", "inverse_sqrt", "constant")
 OPTIMIZERS = ("adamw", "sgd")
+STRATEGIES = ("ddp", "fsdp")
 
 
 @dataclass
@@ -262,8 +302,9 @@ class TrainConfig:
     keep_checkpoints: int = 2         # how many of the newest checkpoints stay on disk
     seed: int = 1337
     device: str = "auto"              # "auto", "cpu", "cuda", "cuda:N", "mps"
-    precision: str = "auto"           # "auto" (bf16 on CUDA if supported), "fp32", "bf16"
+    precision: str = "auto"           # "auto" (bf16 on CUDA if supported), "fp32", "bf16", "fp16" (+ gradient scaler)
     compile: bool = False             # torch.compile the model
+    strategy: str = "ddp"             # under torchrun: "ddp" (a full copy per process) or "fsdp" (sharded, FSDP2)
     progress: bool = True             # tqdm progress bar and evaluation lines (rank 0 only)
 
     def __post_init__(self):
@@ -282,7 +323,8 @@ class TrainConfig:
         check_float(self.min_lr_ratio, "min_lr_ratio", w, 0, 1)
         for name in ("beta1", "beta2"):
             check_float(getattr(self, name), name, w, 0, 1, max_inclusive=False)
-        for name, choices in (("schedule", SCHEDULES), ("optimizer", OPTIMIZERS), ("precision", PRECISIONS)):
+        for name, choices in (("schedule", SCHEDULES), ("optimizer", OPTIMIZERS), ("precision", PRECISIONS),
+                              ("strategy", STRATEGIES)):
             check_choice(getattr(self, name), name, w, choices)
         for name in ("compile", "progress"):
             if not isinstance(getattr(self, name), bool):
@@ -336,6 +378,12 @@ def _sha256(path: Path) -> str:
     return h.hexdigest()
 
 
+def _model_class(model: nn.Module) -> str:
+    "The model's class; for a model sharded by FSDP2 (an instance of a generated subclass), the class it was."
+    cls = next((c for c in type(model).__mro__ if not c.__module__.startswith("torch.distributed")), type(model))
+    return f"{cls.__module__}.{cls.__qualname__}"
+
+
 def _write_synced(path: Path, data: bytes):
     with open(path, "wb") as f:
         f.write(data)
@@ -345,15 +393,17 @@ def _write_synced(path: Path, data: bytes):
 
 def save_checkpoint(path, model: nn.Module, optimizer=None, scheduler=None, *, step: int = 0,
                     model_config: dict | None = None, train_config: dict | None = None,
-                    tokenizer=None, trainer_state: dict | None = None) -> Path:
+                    tokenizer=None, trainer_state: dict | None = None, model_state: dict | None = None,
+                    optimizer_state: dict | None = None) -> Path:
     """Write a checkpoint directory atomically; return its path.
 
     Files: `model.safetensors` (weights; tied weights stored once), `state.pt` (optimizer, scheduler
     and trainer state, readable with `weights_only=True`), `tokenizer.json` (if given) and
     `config.json` (step, model and training configs, SHA-256 of every file). If any step fails (a
     write, a rename, a removal), `path` still holds a checkpoint that loads: the old one until the
-    new one is in place, the new one after."""
-    from safetensors.torch import save_model
+    new one is in place, the new one after. `model_state` and `optimizer_state` replace `model.state_dict()`
+    and `optimizer.state_dict()` (a sharded model's state, gathered: see `Trainer.save`; tied weights once)."""
+    from safetensors.torch import save_file, save_model
     if not isinstance(model, nn.Module):
         raise TypeError(f"save_checkpoint: model must be a torch.nn.Module, got {type(model).__name__}")
     check_int(step, "step", "save_checkpoint", minimum=0)
@@ -372,11 +422,17 @@ def save_checkpoint(path, model: nn.Module, optimizer=None, scheduler=None, *, s
     tmp.mkdir()
     moved = installed = False                  # the old checkpoint moved aside; the new one in place
     try:
-        save_model(model, str(tmp / "model.safetensors"), metadata={"format": "pt"})
+        if model_state is None:
+            save_model(model, str(tmp / "model.safetensors"), metadata={"format": "pt"})
+        else:
+            save_file({k: v.contiguous() for k, v in model_state.items()}, str(tmp / "model.safetensors"),
+                      metadata={"format": "pt"})
         with open(tmp / "model.safetensors", "rb+") as f:
             os.fsync(f.fileno())
         buf = io.BytesIO()
-        torch.save({"optimizer": None if optimizer is None else optimizer.state_dict(),
+        if optimizer_state is None and optimizer is not None:
+            optimizer_state = optimizer.state_dict()
+        torch.save({"optimizer": optimizer_state,
                     "scheduler": None if scheduler is None else scheduler.state_dict(),
                     "trainer": trainer_state or {}}, buf)
         _write_synced(tmp / "state.pt", buf.getvalue())
@@ -385,7 +441,7 @@ def save_checkpoint(path, model: nn.Module, optimizer=None, scheduler=None, *, s
             _write_synced(tmp / "tokenizer.json", json.dumps(tokenizer.to_dict(), ensure_ascii=False).encode("utf-8"))
             files.append("tokenizer.json")
         config = {"format": CHECKPOINT_FORMAT, "version": CHECKPOINT_VERSION, "step": int(step),
-                  "model_class": f"{type(model).__module__}.{type(model).__qualname__}", **meta,
+                  "model_class": _model_class(model), **meta,
                   "sha256": {f: _sha256(tmp / f) for f in files}}
         _write_synced(tmp / "config.json", json.dumps(config, indent=1).encode("utf-8"))
         fsync_dir(tmp)
@@ -441,6 +497,11 @@ def _cause(e: BaseException) -> str:
     return f"{type(e).__name__}: {line[:160]}" if line else type(e).__name__
 
 
+def _first_line(e: BaseException) -> str:
+    lines = str(e).strip().splitlines()
+    return lines[0][:300] if lines else type(e).__name__
+
+
 def _read_checkpoint_config(p: Path) -> dict:
     "The checkpoint's `config.json`, checked field by field."
     f = p / "config.json"
@@ -469,8 +530,8 @@ def _read_checkpoint_config(p: Path) -> dict:
 def load_checkpoint(path, model: nn.Module | None = None, optimizer=None, scheduler=None) -> dict:
     """Verify a checkpoint (or a run directory's latest) and load it into `model`, `optimizer`, `scheduler`.
 
-    Returns a dict with `path`, `step`, `model_config`, `train_config`, `tokenizer` (a dict or None)
-    and `trainer_state`. Raises `CheckpointError`, naming the file, for anything missing or malformed
+    Returns a dict with `path`, `step`, `model_config`, `train_config`, `tokenizer` (a dict or None),
+    `trainer_state` and `optimizer_state` (as saved, for an optimizer that is loaded another way). Raises `CheckpointError`, naming the file, for anything missing or malformed
     (a checksum, a file that is not what its name says) and for weights or optimizer state that do
     not match what they are loaded into."""
     from safetensors import safe_open
@@ -522,7 +583,8 @@ def load_checkpoint(path, model: nn.Module | None = None, optimizer=None, schedu
             raise CheckpointError(f"load_checkpoint: {str(p / 'tokenizer.json')!r} must hold a JSON object, "
                                   f"got {type(tok).__name__}")
     return {"path": p, "step": config["step"], "model_config": config["model_config"],
-            "train_config": config["train_config"], "tokenizer": tok, "trainer_state": state["trainer"]}
+            "train_config": config["train_config"], "tokenizer": tok, "trainer_state": state["trainer"],
+            "optimizer_state": state["optimizer"]}
 
 # %% ../nbs/08_training.ipynb #8b7d1fc2
 def distributed_env() -> tuple[int, int, int]:
@@ -591,14 +653,109 @@ def tokens_sha256(*datas: Tensor | None) -> str:
     "SHA-256 of token tensors (their lengths and int64 values): what a checkpoint records of the data it was trained on."
     h = hashlib.sha256()
     for d in datas:
+        if isinstance(d, np.ndarray):                          # a token file: chunk by chunk (the same digest)
+            h.update(f"{len(d)}:".encode())
+            for chunk in _token_chunks(d):
+                h.update(chunk.tobytes())
+            continue
         ids = np.zeros(0, np.int64) if d is None else d.detach().to("cpu", torch.int64).numpy()
         h.update(f"{len(ids)}:".encode() + ids.tobytes())
     return h.hexdigest()
 
 
+def _token_chunks(data: np.ndarray, size: int = 1 << 22):
+    """A NumPy token array as int64 chunks. For a memmap, the pages of the file that a chunk touched are
+    handed back after it (`madvise(MADV_DONTNEED)`), so reading a whole token file does not make it resident."""
+    mm = getattr(data, "_mmap", None)
+    for i in range(0, len(data), size):
+        yield np.asarray(data[i:i + size], dtype=np.int64)
+        if mm is not None and hasattr(mm, "madvise") and hasattr(mmap, "MADV_DONTNEED"):
+            mm.madvise(mmap.MADV_DONTNEED)
+
+
+def _token_range(data) -> tuple[int, int]:
+    "Smallest and largest token id of a tensor or NumPy array (a memmap chunk by chunk)."
+    if isinstance(data, Tensor):
+        return int(data.min()), int(data.max())
+    lo, hi = math.inf, -math.inf
+    for chunk in _token_chunks(data):
+        lo, hi = min(lo, int(chunk.min())), max(hi, int(chunk.max()))
+    return int(lo), int(hi)
+
+
+def shard_model(model: nn.Module) -> nn.Module:
+    """Shard `model` in place over all processes with FSDP2 (`torch.distributed.fsdp.fully_shard`).
+
+    Each block of every `nn.ModuleList` (a Transformer's layers) becomes one unit whose parameters are
+    gathered just before it runs and freed after; the root unit holds the rest (embeddings, the final
+    norm, a tied output layer). Inner lists are sharded before the blocks that contain them."""
+    from torch.distributed.fsdp import fully_shard
+    for m in reversed(list(model.modules())):                 # descendants before their ancestors
+        if isinstance(m, nn.ModuleList):
+            for block in m:
+                fully_shard(block)
+    fully_shard(model)
+    return model
+
+
+def _tied_names(model: nn.Module) -> dict[str, str]:
+    """Each extra name of a shared (tied) parameter -> the one name a checkpoint stores it under: the first
+    in sorted order, the name safetensors' `save_model` keeps."""
+    groups: dict[int, list[str]] = {}
+    for name, p in model.named_parameters(remove_duplicate=False):
+        groups.setdefault(id(p), []).append(name)
+    return {n: min(g) for g in groups.values() if len(g) > 1 for n in g if n != min(g)}
+
+
+def _optimizer_state_by_index(optimizer, by_name: dict) -> dict:
+    """An optimizer state keyed by parameter name (`torch.distributed.checkpoint`'s layout) in the layout
+    of `optimizer.state_dict()` (keyed by position), so a sharded run's checkpoint is an ordinary one."""
+    state, groups, i = {}, [], 0
+    for g, saved in zip(optimizer.param_groups, by_name["param_groups"]):
+        names = list(g["param_names"])
+        ids = list(range(i, i + len(names)))
+        i += len(names)
+        groups.append({**{k: v for k, v in saved.items() if k not in ("params", "param_names")},
+                       "params": ids, "param_names": names})
+        state.update({j: by_name["state"][n] for j, n in zip(ids, names) if n in by_name["state"]})
+    return {"state": state, "param_groups": groups}
+
+
+def _optimizer_state_by_name(optimizer, by_index: dict) -> dict:
+    "The inverse of `_optimizer_state_by_index`."
+    names = [n for g in optimizer.param_groups for n in g["param_names"]]
+    return {"state": {names[j]: s for j, s in by_index["state"].items()},
+            "param_groups": [{**{k: v for k, v in g.items() if k not in ("params", "param_names")},
+                              "params": [names[j] for j in g["params"]]} for g in by_index["param_groups"]]}
+
+
+SDPA_KERNELS = {"aten::_scaled_dot_product_flash_attention": "flash",
+                "aten::_scaled_dot_product_flash_attention_for_cpu": "flash (CPU)",
+                "aten::_scaled_dot_product_efficient_attention": "memory-efficient",
+                "aten::_scaled_dot_product_cudnn_attention": "cuDNN",
+                "aten::_scaled_dot_product_attention_math": "math"}
+
+
+def sdpa_kernel(model: nn.Module, idx: Tensor, amp_dtype: torch.dtype | None = None) -> str:
+    """Which kernel of `F.scaled_dot_product_attention` `model(idx)` runs in training mode (flash,
+    memory-efficient, cuDNN or math), read from the operators of one profiled forward pass; 'none' if the
+    model does not call it. The random generators are left as they were."""
+    from torch.profiler import ProfilerActivity, profile
+    was = model.training
+    model.train()
+    cuda = [idx.device] if idx.device.type == "cuda" else []
+    amp = torch.autocast(idx.device.type, dtype=amp_dtype) if amp_dtype else nullcontext()
+    with torch.random.fork_rng(devices=cuda), torch.no_grad(), profile(activities=[ProfilerActivity.CPU]) as prof, amp:
+        model(idx)
+    model.train(was)
+    found = sorted({SDPA_KERNELS.get(e.key, e.key) for e in prof.key_averages()
+                    if e.key.startswith("aten::_scaled_dot_product") and e.key != "aten::_scaled_dot_product_attention"})
+    return ", ".join(found) or "none"
+
+
 # Fields of TrainConfig that a resumed run may change; all others must equal the checkpoint's.
 RESUMABLE_CHANGES = {"eval_interval", "eval_batches", "checkpoint_interval", "keep_checkpoints",
-                     "device", "precision", "compile", "progress", "batch_size", "grad_accum_steps"}
+                     "device", "precision", "compile", "progress", "batch_size", "grad_accum_steps", "strategy"}
 
 # %% ../nbs/08_training.ipynb #cfede724
 class Trainer:
@@ -622,19 +779,29 @@ class Trainer:
         self.cfg, self.tokenizer, self.train_data, self.val_data = cfg, tokenizer, train_data, val_data
         self.data_sha256 = tokens_sha256(train_data, val_data)   # saved with each checkpoint; resume compares it
         self.rank, self.world_size, self.device = setup_distributed(resolve_device(cfg.device))
+        if cfg.strategy == "fsdp" and self.world_size == 1:
+            raise ValueError("Trainer: strategy='fsdp' shards the model over the processes that torchrun starts, "
+                             "but this process runs alone (WORLD_SIZE=1); launch it with torchrun --nproc_per_node N, "
+                             "or use strategy='ddp'")
         self.amp_dtype = autocast_dtype(self.device, cfg.precision)
+        if self.device.type == "cuda":
+            enable_tf32()                                 # float32 matrix products on tensor cores
         seed_everything(cfg.seed + self.rank)            # dropout differs between processes; the data does not
         self.model = model.to(self.device)
         self.vocab_size = self._check_vocab()
         self.model_config = _model_config(model) if model_config is None else dict(model_config)
+        self.fsdp, self._tied, self._sdpa_kernel, self._kernel_logged = cfg.strategy == "fsdp", _tied_names(self.model), None, False
+        if self.fsdp:
+            shard_model(self.model)                       # in place: each process keeps 1/N of every tensor
         self.optimizer = make_optimizer(self.model, cfg, fused=self.device.type == "cuda")
         self.scheduler = torch.optim.lr_scheduler.LambdaLR(self.optimizer, make_schedule(cfg))
+        self.scaler = torch.amp.GradScaler(self.device.type, enabled=self.amp_dtype == torch.float16)
         self.data_rng = torch.Generator().manual_seed(cfg.seed)   # the same in every process
         self.step, self.out_dir, self.last_checkpoint = 0, None if out_dir is None else Path(out_dir), None
         self.history = {k: [] for k in ("step", "loss", "lr", "grad_norm", "tokens_per_s",
                                         "eval_step", "train_eval", "val_eval")}
         net = self.model
-        if self.world_size > 1:
+        if self.world_size > 1 and not self.fsdp:
             from torch.nn.parallel import DistributedDataParallel
             net = DistributedDataParallel(net, device_ids=[self.device.index] if self.device.type == "cuda" else None)
         self.net = torch.compile(net) if cfg.compile else net    # what the training step calls
@@ -644,20 +811,29 @@ class Trainer:
         was = self.model.training
         self.model.eval()
         with torch.no_grad():
-            out = self.model(self.train_data[:2].long()[None].to(self.device))
+            out = self.model(_windows(self.train_data, torch.zeros(1, dtype=torch.long), 1, self.device)[0])
         self.model.train(was)
         if not (isinstance(out, tuple) and len(out) == 2 and isinstance(out[0], Tensor)):
             raise TypeError(f"Trainer: model(idx) must return a tuple (logits, loss), got {type(out).__name__}")
         V = out[0].shape[-1]
         for name, data in (("train_data", self.train_data), ("val_data", self.val_data)):
-            if data is not None and not 0 <= int(data.min()) <= int(data.max()) < V:
-                bad = int(data.max()) if int(data.max()) >= V else int(data.min())
+            lo, hi = _token_range(data) if data is not None else (0, 0)
+            if not 0 <= lo <= hi < V:
+                bad = hi if hi >= V else lo
                 raise ValueError(f"Trainer: {name} holds token id {bad}, outside the model's vocabulary [0, {V}); "
                                  f"was it made with another tokenizer?")
         if self.tokenizer is not None and self.tokenizer.vocab_size != V:
             raise ValueError(f"Trainer: the tokenizer's vocab_size {self.tokenizer.vocab_size} does not match the "
                              f"model's vocabulary size {V} (the last dimension of its logits)")
         return V
+
+    @property
+    def sdpa_kernel(self) -> str:
+        "The attention kernel the model runs (`sdpa_kernel`, one profiled forward pass; every process must ask)."
+        if self._sdpa_kernel is None:
+            idx = _windows(self.train_data, torch.zeros(1, dtype=torch.long), self.cfg.block_size, self.device)[0]
+            self._sdpa_kernel = sdpa_kernel(self.model, idx, self.amp_dtype)
+        return self._sdpa_kernel
 
     def _loss(self, net, x: Tensor, y: Tensor) -> Tensor:
         with torch.autocast(self.device.type, dtype=self.amp_dtype) if self.amp_dtype else nullcontext():
@@ -690,22 +866,28 @@ class Trainer:
         loss_sum = torch.zeros((), device=self.device)
         for a in range(A):
             x, y = _windows(self.train_data, starts[a], cfg.block_size, self.device)   # (B, T), (B, T)
-            last = a == A - 1                     # DDP all-reduces gradients in the last backward only
-            with nullcontext() if (last or self.world_size == 1) else net.no_sync():
+            last = a == A - 1                     # gradients are all-reduced in the last backward only
+            if self.fsdp:                         # FSDP: reduce-scatter in the last backward only
+                self.model.set_requires_gradient_sync(last)
+            with nullcontext() if (last or self.world_size == 1 or self.fsdp) else net.no_sync():
                 loss = self._loss(net, x, y)
-                (loss / A).backward()
+                self.scaler.scale(loss / A).backward()       # fp16: the loss times the scale; else as it is
             loss_sum += loss.detach().float()
         loss = self._mean_over_processes(loss_sum / A).item()
+        self.scaler.unscale_(self.optimizer)           # fp16: the true gradients, before clipping (else a no-op)
         params = [p for g in self.optimizer.param_groups for p in g["params"]]
-        grad_norm = torch.nn.utils.clip_grad_norm_(params, cfg.grad_clip or math.inf).item()
-        if not (math.isfinite(loss) and math.isfinite(grad_norm)):
+        grad_norm = torch.nn.utils.clip_grad_norm_(params, cfg.grad_clip or math.inf)
+        grad_norm = (grad_norm.full_tensor() if hasattr(grad_norm, "full_tensor") else grad_norm).item()   # FSDP: a DTensor
+        overflow = self.scaler.is_enabled() and not math.isfinite(grad_norm)   # fp16: the scaler skips this step
+        if not math.isfinite(loss) or not (math.isfinite(grad_norm) or overflow):
             self.optimizer.zero_grad(set_to_none=True)
             raise NonFiniteLossError(
                 f"Trainer: non-finite loss {loss} (gradient norm {grad_norm}) at step {self.step + 1}; stopped before "
                 f"the optimizer step, so the weights and the last checkpoint ({self.last_checkpoint or 'none written'}) "
                 f"are unchanged. Try a lower lr, a grad_clip, or precision='fp32'.")
         lr = self.optimizer.param_groups[0]["lr"]
-        self.optimizer.step()
+        self.scaler.step(self.optimizer)               # optimizer.step(), unless fp16 gradients overflowed
+        self.scaler.update()
         self.scheduler.step()
         self.optimizer.zero_grad(set_to_none=True)
         self.step += 1
@@ -744,6 +926,11 @@ class Trainer:
         bar = tqdm(total=until, initial=self.step, desc="train", unit="step", mininterval=5.0, ncols=100,
                    disable=not (cfg.progress and self.rank == 0))
         try:
+            if cfg.progress and not self._kernel_logged:      # once; every process probes (FSDP needs all)
+                kernel = self.sdpa_kernel
+                if not bar.disable:
+                    bar.write(f"attention kernel: {kernel}")
+                self._kernel_logged = True
             if cfg.eval_interval and self.step == 0 and not self.history["eval_step"]:
                 self._evaluate_and_log(bar)
             while self.step < until:
@@ -777,12 +964,17 @@ class Trainer:
             rngs = [None] * self.world_size
             dist.all_gather_object(rngs, _rng_state())
         target = Path(path) if path is not None else self.out_dir / f"step_{self.step:08d}"
+        model_state = optimizer_state = None
+        if self.fsdp:                                             # every process sends its shards to rank 0
+            model_state, optimizer_state = self._gather_full_state()
         if self.rank == 0:
             state = {"step": self.step, "history": self.history, "data_rng": self.data_rng.get_state(),
-                     "rng": rngs, "world_size": self.world_size, "data_sha256": self.data_sha256}
+                     "rng": rngs, "world_size": self.world_size, "data_sha256": self.data_sha256,
+                     "scaler": self.scaler.state_dict()}
             save_checkpoint(target, self.model, self.optimizer, self.scheduler, step=self.step,
                             model_config=self.model_config, train_config=self.cfg.to_dict(),
-                            tokenizer=self.tokenizer, trainer_state=state)
+                            tokenizer=self.tokenizer, trainer_state=state, model_state=model_state,
+                            optimizer_state=optimizer_state)
             if path is None:
                 atomic_write_bytes(self.out_dir / "latest", target.name.encode())
                 others = sorted(d for d in self.out_dir.glob("step_*") if d != target)   # never the one just written
@@ -793,6 +985,35 @@ class Trainer:
         self.last_checkpoint = target
         return target
 
+    def _gather_full_state(self) -> tuple[dict | None, dict | None]:
+        """FSDP: the whole model's and optimizer's state, gathered into rank 0's CPU memory (None elsewhere), in
+        the layouts of a one-process checkpoint (tied weights once, optimizer state keyed by position)."""
+        from torch.distributed.checkpoint.state_dict import (StateDictOptions, get_model_state_dict,
+                                                             get_optimizer_state_dict)
+        opts = StateDictOptions(full_state_dict=True, cpu_offload=True)
+        model_state = get_model_state_dict(self.model, options=opts)
+        optimizer_state = get_optimizer_state_dict(self.model, self.optimizer, options=opts)
+        if self.rank != 0:
+            return None, None
+        model_state = {k: v for k, v in model_state.items() if k not in self._tied}
+        return model_state, _optimizer_state_by_index(self.optimizer, optimizer_state)
+
+    def _load_full_state(self, ck: dict):
+        "FSDP: every process reads the whole checkpoint and keeps its own shards."
+        from safetensors.torch import load_file
+        from torch.distributed.checkpoint.state_dict import (StateDictOptions, set_model_state_dict,
+                                                             set_optimizer_state_dict)
+        weights = load_file(str(ck["path"] / "model.safetensors"))
+        weights.update({name: weights[kept] for name, kept in self._tied.items() if kept in weights})
+        opts = StateDictOptions(full_state_dict=True)
+        try:
+            set_model_state_dict(self.model, weights, options=opts)
+            set_optimizer_state_dict(self.model, self.optimizer,
+                                     _optimizer_state_by_name(self.optimizer, ck["optimizer_state"]), options=opts)
+        except (RuntimeError, KeyError, ValueError, TypeError) as e:
+            raise CheckpointError(f"Trainer.resume: the checkpoint {str(ck['path'])!r} does not match the sharded "
+                                  f"model or its optimizer: {_first_line(e)}") from None
+
     def resume(self, path: str | os.PathLike | None = None) -> int:
         """Load a checkpoint (default: `out_dir`'s latest) into this trainer; return its step.
 
@@ -800,7 +1021,12 @@ class Trainer:
         run stopped, so the losses that follow equal those of a run that never stopped."""
         if path is None and self.out_dir is None:
             raise ValueError("Trainer.resume: give a path or construct the Trainer with out_dir")
-        ck = load_checkpoint(self.out_dir if path is None else path, self.model, self.optimizer, self.scheduler)
+        where = self.out_dir if path is None else path
+        if self.fsdp:                                   # checked first, then loaded shard by shard
+            ck = load_checkpoint(where, None, None, self.scheduler)
+            self._load_full_state(ck)
+        else:
+            ck = load_checkpoint(where, self.model, self.optimizer, self.scheduler)
         saved, now, st = ck["train_config"], self.cfg.to_dict(), ck["trainer_state"]
         if st.get("data_sha256", self.data_sha256) != self.data_sha256:
             raise CheckpointError(f"Trainer.resume: the checkpoint {str(ck['path'])!r} was trained on other data (the "
@@ -817,6 +1043,8 @@ class Trainer:
                                   f"was {was} and would now be {new}")
         self.step, self.history, self.last_checkpoint = st["step"], st["history"], ck["path"]
         self.data_rng.set_state(st["data_rng"])
+        if st.get("scaler") and self.scaler.is_enabled():
+            self.scaler.load_state_dict(st["scaler"])
         if st["world_size"] == self.world_size:
             _set_rng_state(st["rng"][self.rank])
         else:                                   # another number of processes: fresh, reproducible seeds
@@ -846,3 +1074,99 @@ def plot_history(history: dict, axes=None, smooth: int = 25, title: str | None =
     axes[2].set(xlabel="step", ylabel="global gradient norm (before clipping)", title="gradient norm")
     plt.tight_layout()
     return axes
+
+# %% ../nbs/08_training.ipynb #6cfafb07
+TOKEN_FILE_MAGIC = b"TLTOKENS"
+TOKEN_FILE_VERSION = 1
+TOKEN_HEADER = struct.Struct("<8sIIQQ32s")        # magic, version, bytes per token, vocab size, tokens, tokenizer SHA-256
+
+
+def tokenizer_sha256(tokenizer) -> str:
+    "SHA-256 of a tokenizer's `to_dict()` as sorted JSON: what a token file records of the tokenizer that made it."
+    if not callable(getattr(tokenizer, "to_dict", None)):
+        raise TypeError(f"tokenizer_sha256: tokenizer must have a to_dict() (chapter 7's tokenizers), "
+                        f"got {type(tokenizer).__name__}")
+    return hashlib.sha256(json.dumps(tokenizer.to_dict(), sort_keys=True, ensure_ascii=False).encode()).hexdigest()
+
+
+def token_file_tokenizer_path(path) -> Path:
+    "Where the tokenizer of the token file `path` is kept: `corpus.bin` -> `corpus.tokenizer.json`."
+    return Path(path).with_suffix(".tokenizer.json")
+
+
+def write_token_file(path, chunks, tokenizer) -> Path:
+    """Write token ids to the token file `path` (a 64-byte header, then uint16 or uint32 ids) and the
+    tokenizer next to it, both atomically. `chunks` is an iterable of 1-d integer arrays or lists (one per
+    text file, say): the corpus never has to be in memory at once. An empty corpus is a `ValueError`."""
+    from transformer_lit.tokenizer import atomic_write_bytes as write_atomic
+    path = Path(path)
+    V = check_int(getattr(tokenizer, "vocab_size", None), "tokenizer.vocab_size", "write_token_file")
+    sha = tokenizer_sha256(tokenizer)
+    dtype = np.dtype(np.uint16 if V <= 1 << 16 else np.uint32)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp, n = path.with_name(f".{path.name}.tmp-{os.getpid()}"), 0
+    try:
+        with open(tmp, "wb") as f:
+            f.write(bytes(TOKEN_HEADER.size))                    # the header, once the count is known
+            for chunk in chunks:
+                a = np.asarray(chunk)
+                if a.ndim != 1 or not (np.issubdtype(a.dtype, np.integer) or a.size == 0):
+                    raise TypeError(f"write_token_file: each chunk must be a 1-d sequence of ints, got shape "
+                                    f"{a.shape} dtype {a.dtype}")
+                if a.size and not (0 <= a.min() and a.max() < V):
+                    raise ValueError(f"write_token_file: token id {int(a.max() if a.max() >= V else a.min())} is "
+                                     f"outside the tokenizer's vocabulary [0, {V})")
+                f.write(a.astype(dtype).tobytes())
+                n += a.size
+            if n == 0:
+                raise ValueError(f"write_token_file: no tokens to write to {str(path)!r}: the corpus is empty")
+            f.seek(0)
+            f.write(TOKEN_HEADER.pack(TOKEN_FILE_MAGIC, TOKEN_FILE_VERSION, dtype.itemsize, V, n, bytes.fromhex(sha)))
+            f.flush()
+            os.fsync(f.fileno())
+        write_atomic(token_file_tokenizer_path(path), json.dumps(tokenizer.to_dict(), ensure_ascii=False).encode())
+        os.replace(tmp, path)
+        fsync_dir(path.parent)
+    finally:
+        if tmp.exists():
+            tmp.unlink()
+    return path
+
+
+def read_token_file(path) -> tuple[np.memmap, dict]:
+    """Open a token file: its ids as a read-only `numpy.memmap` (nothing is read yet) and a dict with
+    `path`, `vocab_size`, `tokens`, `dtype`, `tokenizer_sha256` and `tokenizer` (chapter 7's, rebuilt
+    from the file next to it). A missing, truncated or foreign file, or a tokenizer that does not match
+    the header, is an error naming the file."""
+    from transformer_lit.tokenizer import tokenizer_from_dict
+    p = Path(path)
+    if not p.is_file():
+        raise FileNotFoundError(f"read_token_file: no such token file {str(p)!r}")
+    with open(p, "rb") as f:
+        head = f.read(TOKEN_HEADER.size)
+    if len(head) < TOKEN_HEADER.size or head[:8] != TOKEN_FILE_MAGIC:
+        raise ValueError(f"read_token_file: {str(p)!r} is not a token file (it must start with the magic bytes "
+                         f"{TOKEN_FILE_MAGIC!r}, got {head[:8]!r})")
+    _, version, width, V, n, sha = TOKEN_HEADER.unpack(head)
+    if version != TOKEN_FILE_VERSION:
+        raise ValueError(f"read_token_file: {str(p)!r}: version must be {TOKEN_FILE_VERSION}, got {version}")
+    if width != (2 if V <= 1 << 16 else 4):
+        raise ValueError(f"read_token_file: {str(p)!r}: a vocabulary of {V} needs {2 if V <= 1 << 16 else 4} bytes "
+                         f"per token, the header says {width}")
+    size, expected = p.stat().st_size, TOKEN_HEADER.size + n * width
+    if n == 0 or size != expected:
+        raise ValueError(f"read_token_file: {str(p)!r} is truncated or corrupt: its header promises {n} tokens "
+                         f"({expected} bytes in all), the file has {size} bytes")
+    tok_path = token_file_tokenizer_path(p)
+    if not tok_path.is_file():
+        raise FileNotFoundError(f"read_token_file: the tokenizer of {str(p)!r} is missing (expected {str(tok_path)!r})")
+    try:
+        tokenizer = tokenizer_from_dict(json.loads(tok_path.read_text(encoding="utf-8")))
+    except (json.JSONDecodeError, UnicodeDecodeError, TypeError) as e:
+        raise ValueError(f"read_token_file: {str(tok_path)!r} is not a tokenizer ({_first_line(e)})") from None
+    if tokenizer_sha256(tokenizer) != sha.hex() or tokenizer.vocab_size != V:
+        raise ValueError(f"read_token_file: {str(tok_path)!r} is not the tokenizer {str(p)!r} was made with "
+                         f"(its SHA-256 differs from the header's)")
+    data = np.memmap(p, dtype=np.uint16 if width == 2 else np.uint32, mode="r", offset=TOKEN_HEADER.size, shape=(n,))
+    return data, {"path": p, "vocab_size": V, "tokens": n, "dtype": data.dtype.name, "tokenizer_sha256": sha.hex(),
+                  "tokenizer": tokenizer}
