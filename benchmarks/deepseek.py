@@ -51,8 +51,10 @@ def interleaved(candidates: dict, reps: int, warmup: int = 1) -> dict[str, list[
 
 def decoding(args):
     import transformers
-    print(f"\n### Greedy decoding, {args.new_tokens} new tokens, batch 1 (random weights, {WIDTH})\n")
-    print("| prompt | model | cache bytes/token (fp32) | tokens/s | ratio to MHA |\n|---|---|---:|---:|---:|")
+    print(f"\n### Greedy decoding, batch 1, random weights ({WIDTH}, MLA d_c 128 + 32)\n")
+    print("Decoding alone: (time of prompt + N new tokens - time of prompt + 1) / (N - 1); prefill: prompt + 1 token.\n")
+    print("| prompt | model | cache bytes/token (fp32) | prefill (ms) | decoding tokens/s | decoding ratio to MHA |")
+    print("|---|---|---:|---:|---:|---:|")
     for T in (16, args.long_prompt):
         block = T + args.new_tokens + 8
         torch.manual_seed(0)
@@ -60,14 +62,16 @@ def decoding(args):
         llama_cfg = LlamaConfig(**WIDTH, n_kv_head=8, d_ff=1376, block_size=block, norm_eps=1e-6)
         mha = perturb_(Llama(llama_cfg), 0.02).eval()
         prompt = torch.randint(WIDTH["vocab_size"], (1, T))
-        runs = {"MLA (ours, latent cache)": lambda: generate(ds, prompt, args.new_tokens, temperature=0),
-                "MHA (chapter 11's Llama)": lambda: generate(mha, prompt, args.new_tokens, temperature=0)}
+        models = {"MLA (ours, latent cache)": ds, "MHA (chapter 11's Llama)": mha}
+        runs = {(name, n): (lambda m=m, n=n: generate(m, prompt, n, temperature=0))
+                for name, m in models.items() for n in (1, args.new_tokens)}
         med = {k: statistics.median(v) for k, v in interleaved(runs, args.reps).items()}
         size = {"MLA (ours, latent cache)": latent_cache_bytes(ds.config, 1, dtype=torch.float32),
                 "MHA (chapter 11's Llama)": kv_cache_bytes(llama_cfg, 1, dtype=torch.float32)}
-        base = args.new_tokens / med["MHA (chapter 11's Llama)"]
-        for k, s in med.items():
-            print(f"| {T} | {k} | {size[k]:,} | {args.new_tokens / s:.0f} | {args.new_tokens / s / base:.2f} |")
+        rate = {name: (args.new_tokens - 1) / (med[(name, args.new_tokens)] - med[(name, 1)]) for name in models}
+        for name in models:
+            print(f"| {T} | {name} | {size[name]:,} | {1e3 * med[(name, 1)]:.0f} | {rate[name]:.0f} | "
+                  f"{rate[name] / rate['MHA (chapter 11' + chr(39) + 's Llama)']:.2f} |")
     # ours against transformers, the same DeepSeek weights
     cfg = transformers.DeepseekV3Config(vocab_size=1024, hidden_size=512, intermediate_size=1376, moe_intermediate_size=256,
                                         num_hidden_layers=6, num_attention_heads=8, num_key_value_heads=8, n_routed_experts=16,

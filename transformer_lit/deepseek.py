@@ -143,7 +143,8 @@ class MultiHeadLatentAttention(nn.Module):
     all heads. The cache (a `KVCache`) holds only `(c_kv, k_rope)` as a one-head `(k, v)` pair: `(B, 1, T,
     d_c)` and `(B, 1, T, d_h^R)`. `absorbed`: compute attention in the latent space (the key and value
     up-projections folded into the query and the output), which equals the plain form; None (default):
-    absorbed when a cache is given (decoding), plain otherwise (training)."""
+    absorbed when decoding (a cache holds more past positions than the chunk has new ones), plain for
+    training and for a prefill, where the T queries share the up-projection of the keys and values."""
 
     def __init__(self, c: DeepSeekConfig, rope: ScaledRotaryEmbedding | None = None):
         super().__init__()
@@ -194,7 +195,7 @@ class MultiHeadLatentAttention(nn.Module):
         p = self.dropout if self.training else 0.0
         W_kb = self.kv_b_proj.weight.unflatten(0, (nh, dn + dv))                    # (nh, dn + dv, r)
         W_uk, W_uv = W_kb[:, :dn], W_kb[:, dn:]                                     # (nh, dn, r), (nh, dv, r)
-        absorbed = cache is not None if self.absorbed is None else self.absorbed
+        absorbed = (cache is not None and T < T_k - T) if self.absorbed is None else self.absorbed   # decoding
         if absorbed:                    # attention over the latent: one "key/value head" of size r + dr
             q = torch.cat([q_nope @ W_uk, q_pe], dim=-1)                           # (B, nh, T, r + dr)
             k = torch.cat([c_kv, k_pe], dim=-1)                                     # (B, 1, T_k, r + dr)
