@@ -22,7 +22,7 @@ from .multi_head import KVCache
 from .positional import RotaryEmbedding, rope_rotate
 
 # %% auto #0
-__all__ = ['ROPE_SCALINGS', 'HF_ARCHITECTURES', 'RMSNorm', 'swiglu_hidden', 'SwiGLU', 'GroupedQueryAttention',
+__all__ = ['ROPE_SCALINGS', 'HF_ARCHITECTURES', 'RMSNorm', 'swiglu_hidden', 'SwiGLU', 'GroupedQueryAttention', 'plot_head_groups',
            'check_rope_scaling', 'rope_frequencies', 'ScaledRotaryEmbedding', 'plot_rope_scaling', 'LlamaConfig',
            'LlamaBlock', 'Llama', 'llama_param_formula', 'llama_config_from_hf', 'llama_hf_config_dict',
            'llama_hf_state_dict', 'load_llama_hf_state_dict', 'llama_from_hf', 'llama_to_hf', 'kv_cache_bytes',
@@ -153,7 +153,24 @@ class GroupedQueryAttention(nn.Module):
                                                  is_causal=is_causal and mask is None, enable_gqa=nkv != nh)
         return self.o_proj(out.transpose(1, 2).reshape(B, T, nh * hs)), weights   # (B, T, C)
 
-# %% ../nbs/11_llama.ipynb #667948e6
+# %% ../nbs/11_llama.ipynb #02bffa85
+def plot_head_groups(n_heads: int, kv_heads=(None, 2, 1), size: float = 2.6):
+    """For each `n_kv_heads` in `kv_heads` (None: `n_heads`), a `(n_heads, n_kv_heads)` grid marking the key/value
+    head that each query head attends with, `h // (n_heads // n_kv_heads)`. Returns the axes."""
+    import matplotlib.pyplot as plt
+    kv_heads = [n_heads if k is None else k for k in kv_heads]
+    fig, axes = plt.subplots(1, len(kv_heads), figsize=(size * len(kv_heads), size * 1.3), squeeze=False)
+    for ax, nkv in zip(axes[0], kv_heads):
+        check_int(nkv, "n_kv_heads", "plot_head_groups")
+        group = torch.arange(n_heads) // (n_heads // nkv)                   # (nh,): the kv head of each query head
+        ax.imshow(F.one_hot(group, nkv).T, cmap="Blues", vmin=0, vmax=1.3, aspect="auto")
+        name = "multi-head" if nkv == n_heads else "multi-query" if nkv == 1 else "grouped-query"
+        ax.set(title=f"{name}: {nkv} kv head{'s' * (nkv > 1)}", xlabel="query head", ylabel="key/value head",
+               xticks=range(n_heads), yticks=range(nkv))
+    fig.tight_layout()
+    return axes[0]
+
+# %% ../nbs/11_llama.ipynb #40a8e00b
 ROPE_SCALINGS = ("linear", "dynamic", "yarn", "llama3")
 _ROPE_KEYS = {   # rope_type: (required keys, optional keys), besides rope_type
     "linear": ({"factor"}, {"original_max_position_embeddings"}),
@@ -187,7 +204,7 @@ def check_rope_scaling(scaling: dict | None, where: str = "rope_scaling") -> dic
                          f"{scaling['low_freq_factor']!r} and {scaling['high_freq_factor']!r}")
     return dict(scaling)
 
-# %% ../nbs/11_llama.ipynb #cf1b0eca
+# %% ../nbs/11_llama.ipynb #fbe15a92
 def _yarn_ramp(s: dict, dim: int, base: float) -> Tensor:
     "YaRN's mix per pair `(dim/2,)`: 0 for pairs that turn more than beta_fast times in the original context, 1 below beta_slow."
     L = s["original_max_position_embeddings"]
@@ -233,7 +250,7 @@ def rope_frequencies(head_dim: int, base: float = 10000.0, scaling: dict | None 
     smooth = ((L * theta / (2 * math.pi) - low) / (high - low)).clamp(0, 1)       # 0: long waves, 1: short
     return (1 - smooth) * theta / factor + smooth * theta, 1.0
 
-# %% ../nbs/11_llama.ipynb #f3a4e333
+# %% ../nbs/11_llama.ipynb #d0ecdf2b
 class ScaledRotaryEmbedding(RotaryEmbedding):
     """Chapter 4's `RotaryEmbedding` with the frequencies `rope_frequencies(head_dim, base, scaling)` and cos,
     sin multiplied by its attention factor; without `scaling` it is `RotaryEmbedding`. `dynamic` computes
@@ -260,7 +277,7 @@ class ScaledRotaryEmbedding(RotaryEmbedding):
             return cos.to(dtype), sin.to(dtype)
         return super().cos_sin(start, T, dtype)
 
-# %% ../nbs/11_llama.ipynb #723d5885
+# %% ../nbs/11_llama.ipynb #84a00b1e
 def plot_rope_scaling(head_dim: int, base: float, scalings: dict[str, dict], seq_len: int | None = None, ax=None):
     """Against each pair's wavelength `2 pi / theta_t` (log), the factor `theta_t / theta'_t` by which each named
     scaling of `scalings` slows it, with `rope_frequencies`. Returns the axes."""
@@ -284,7 +301,7 @@ def plot_rope_scaling(head_dim: int, base: float, scalings: dict[str, dict], seq
     ax.legend(fontsize=8)
     return ax
 
-# %% ../nbs/11_llama.ipynb #91983bb5
+# %% ../nbs/11_llama.ipynb #da37f6cb
 @dataclass
 class LlamaConfig:
     """Shape and choices of a `Llama`. The defaults: 12 layers, 768 wide, grouped-query attention (12 query
@@ -342,7 +359,7 @@ class LlamaConfig:
             raise ValueError(f"LlamaConfig.from_dict: unknown field(s) {unknown}; is this a Llama's configuration?")
         return cls(**d)
 
-# %% ../nbs/11_llama.ipynb #ecaf8316
+# %% ../nbs/11_llama.ipynb #faf1982e
 class LlamaBlock(nn.Module):
     """One pre-norm block of Llama, `(B, T, C) -> (B, T, C)`: `x + attn(rmsnorm(x))`, then `x + swiglu(rmsnorm(x))`.
     Called as a GPT calls its blocks (`is_causal`, `need_weights`, `cache`)."""
@@ -365,7 +382,7 @@ class LlamaBlock(nn.Module):
         x = x + self.dropout(a)
         return x + self.dropout(self.ff(self.norm2(x)))                        # (B, T, C)
 
-# %% ../nbs/11_llama.ipynb #fbd3577f
+# %% ../nbs/11_llama.ipynb #59556b59
 class Llama(GPT):
     """A Llama-style decoder-only language model: RMSNorm, SwiGLU, RoPE, grouped-query attention, no biases.
 
@@ -411,7 +428,7 @@ def llama_param_formula(c: LlamaConfig) -> int:
     norms = 2 * C + (2 * d if c.qk_norm else 0)
     return V * C * (1 if c.tie_weights else 2) + c.n_layer * (attn + mlp + norms) + C
 
-# %% ../nbs/11_llama.ipynb #3bbdbee3
+# %% ../nbs/11_llama.ipynb #a8a1a94d
 HF_ARCHITECTURES = {"llama": "LlamaForCausalLM", "qwen2": "Qwen2ForCausalLM", "qwen3": "Qwen3ForCausalLM"}
 
 
@@ -487,7 +504,7 @@ def llama_hf_config_dict(c: LlamaConfig) -> dict:
         d["mlp_bias"] = c.mlp_bias
     return d
 
-# %% ../nbs/11_llama.ipynb #6ee74a93
+# %% ../nbs/11_llama.ipynb #593a7cb6
 def _hf_name(ours: str) -> str:
     "Our parameter name -> its name in a `transformers` Llama, Qwen2 or Qwen3 state dict."
     for a, b in (("tok_emb.", "model.embed_tokens."), ("blocks.", "model.layers."), ("ln_f.", "model.norm.")):
@@ -518,7 +535,7 @@ def load_llama_hf_state_dict(model: Llama, state_dict: dict[str, Tensor]) -> Lla
         p.copy_(state_dict[key])
     return model
 
-# %% ../nbs/11_llama.ipynb #a624bb70
+# %% ../nbs/11_llama.ipynb #372f6988
 def _read_folder(folder: Path, where: str) -> tuple[dict, dict[str, Tensor]]:
     "(config.json as a dict, all tensors) of a `save_pretrained` folder, in one or several safetensors files."
     from safetensors.torch import load_file
@@ -569,14 +586,14 @@ def llama_to_hf(model: Llama, attn_implementation: str = "sdpa"):
         raise ValueError(f"llama_to_hf: the weights do not fit {arch}: missing {missing}, unexpected {unexpected}")
     return theirs.eval()
 
-# %% ../nbs/11_llama.ipynb #8f73ec1f
+# %% ../nbs/11_llama.ipynb #8f93a5d0
 def kv_cache_bytes(c: LlamaConfig, T: int, batch: int = 1, dtype: torch.dtype = torch.bfloat16) -> int:
     "Bytes of the keys and values a `Llama(c)` caches for `batch` sequences of `T` tokens: `2 L n_kv d T B` numbers."
     check_int(T, "T", "kv_cache_bytes", minimum=0)
     check_int(batch, "batch", "kv_cache_bytes")
     return 2 * c.n_layer * c.n_kv_head * c.head_dim * T * batch * torch.empty((), dtype=dtype).element_size()
 
-# %% ../nbs/11_llama.ipynb #34185554
+# %% ../nbs/11_llama.ipynb #0de10797
 def _seconds_at_evals(h: dict, tokens_per_step: int) -> list[float]:
     "Training seconds (evaluations excluded) at each evaluation of a `Trainer.history`."
     elapsed = np.cumsum([tokens_per_step / r for r in h["tokens_per_s"]])          # after step 1, 2, ...
@@ -602,7 +619,7 @@ def plot_comparison(histories: dict[str, dict], tokens_per_step: int, axes=None)
         ax.legend()
     return axes
 
-# %% ../nbs/11_llama.ipynb #ad7631d1
+# %% ../nbs/11_llama.ipynb #797d6abd
 def rescale_rope(model: Llama, scaling: dict | None, block_size: int | None = None) -> Llama:
     "A copy of `model` (same weights) whose RoPE uses `scaling`, reading contexts of up to `block_size` tokens."
     if not isinstance(model, Llama):
@@ -636,7 +653,7 @@ def position_losses(model: nn.Module, data: Tensor, T: int, n_windows: int = 32,
     model.train(was)
     return total / n_windows
 
-# %% ../nbs/11_llama.ipynb #7d7d77dd
+# %% ../nbs/11_llama.ipynb #eabde189
 def plot_loss_by_position(curves: dict[str, Tensor], train_length: int, ax=None, smooth: int = 8, title: str | None = None):
     """Loss against position for each named `(T,)` curve of `position_losses`, as a moving average of `smooth`
     positions; positions beyond `train_length` are shaded. Returns the axes."""
