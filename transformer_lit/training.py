@@ -729,28 +729,48 @@ def _optimizer_state_by_name(optimizer, by_index: dict) -> dict:
                               "params": [names[j] for j in g["params"]]} for g in by_index["param_groups"]]}
 
 
-SDPA_KERNELS = {"aten::_scaled_dot_product_flash_attention": "flash",
-                "aten::_scaled_dot_product_flash_attention_for_cpu": "flash (CPU)",
-                "aten::_scaled_dot_product_efficient_attention": "memory-efficient",
-                "aten::_scaled_dot_product_cudnn_attention": "cuDNN",
-                "aten::_scaled_dot_product_attention_math": "math"}
+SDPA_KERNELS = {"_scaled_dot_product_flash_attention": "flash",
+                "_scaled_dot_product_flash_attention_for_cpu": "flash (CPU)",
+                "_scaled_dot_product_efficient_attention": "memory-efficient",
+                "_scaled_dot_product_cudnn_attention": "cuDNN",
+                "_scaled_dot_product_attention_math": "math"}
 
 
 def sdpa_kernel(model: nn.Module, idx: Tensor, amp_dtype: torch.dtype | None = None) -> str:
     """Which kernel of `F.scaled_dot_product_attention` `model(idx)` runs in training mode (flash,
-    memory-efficient, cuDNN or math), read from the operators of one profiled forward pass; 'none' if the
-    model does not call it. The random generators are left as they were."""
-    from torch.profiler import ProfilerActivity, profile
+    memory-efficient, cuDNN or math) in one forward pass: a function mode sees whether it is called, a
+    dispatch mode which fused ATen kernel it picks (none: the math path, plain matrix products and a
+    softmax); 'none' if the model does not call it. The random generators are left as they were."""
+    import torch.nn.functional as F
+    from torch.overrides import TorchFunctionMode
+    from torch.utils._python_dispatch import TorchDispatchMode
+
+    class Record(TorchDispatchMode):
+        def __init__(self):
+            super().__init__()
+            self.ops = set()
+
+        def __torch_dispatch__(self, func, types, args=(), kwargs=None):
+            self.ops.add(func.overloadpacket.__name__)
+            return func(*args, **(kwargs or {}))
+
+    class Calls(TorchFunctionMode):
+        called = False
+
+        def __torch_function__(self, func, types, args=(), kwargs=None):
+            self.called |= func is F.scaled_dot_product_attention
+            return func(*args, **(kwargs or {}))
+
     was = model.training
     model.train()
     cuda = [idx.device] if idx.device.type == "cuda" else []
     amp = torch.autocast(idx.device.type, dtype=amp_dtype) if amp_dtype else nullcontext()
-    with torch.random.fork_rng(devices=cuda), torch.no_grad(), profile(activities=[ProfilerActivity.CPU]) as prof, amp:
+    with torch.random.fork_rng(devices=cuda), torch.no_grad(), amp, Calls() as calls, Record() as rec:
         model(idx)
     model.train(was)
-    found = sorted({SDPA_KERNELS.get(e.key, e.key) for e in prof.key_averages()
-                    if e.key.startswith("aten::_scaled_dot_product") and e.key != "aten::_scaled_dot_product_attention"})
-    return ", ".join(found) or "none"
+    found = sorted({SDPA_KERNELS.get(op, op) for op in rec.ops
+                    if op.startswith("_scaled_dot_product") or op.startswith("_flash_attention")})
+    return ", ".join(found) or ("math" if calls.called else "none")
 
 
 # Fields of TrainConfig that a resumed run may change; all others must equal the checkpoint's.
