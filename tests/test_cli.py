@@ -282,3 +282,116 @@ def test_broken_plugins_give_one_line_each_and_the_rest_works(tmp_path, trained)
     r = run_with(env, "crash")                                         # a failure inside run(): one line, status 1
     assert r.returncode == 1 and "Traceback" not in r.stderr, r
     assert r.stderr.splitlines()[-1].startswith("transformer-lit crash: error: RuntimeError: something went wrong")
+
+
+# ---- precision, compilation, strategy and token files (chapter 8's options on the command line) -----------
+
+def test_help_explains_the_speed_options_and_tokenize():
+    "Before: no --tokens, --precision, --compile or --strategy, and no tokenize command."
+    for sub, options in (("train", ["--tokens", "--precision", "--compile", "--strategy"]),
+                         ("tokenize", ["--data", "--out", "--tokenizer"])):
+        text = run(sub, "--help").stdout
+        for opt in options:
+            m = re.search(rf"^\s+{re.escape(opt)}\b(.*?)(?=^\s+-|\Z)", text, flags=re.M | re.S)
+            assert m is not None, f"{sub} --help does not list {opt}"
+            assert len(re.sub(r"^\s*[{A-Z_][^ ]*", "", m.group(1).strip()).split()) >= 3, m.group(0)
+    assert "tokenize" in run("--help").stdout
+
+
+def _header(path: Path) -> tuple:
+    import struct
+    return struct.unpack("<8sIIQQ32s", path.read_bytes()[:64])
+
+
+def test_tokenize_then_train_on_the_token_file(trained, tmp_path):
+    "The token file of verse.txt trains the same run as verse.txt itself; a directory is read file by file."
+    d, first = trained
+    r = run("tokenize", "--data", d / "verse.txt", "--out", tmp_path / "verse.bin")
+    assert f"wrote {len(VERSE):,} tokens (uint16, vocabulary 24)" in r.stdout
+    magic, version, width, vocab, n, sha = _header(tmp_path / "verse.bin")
+    assert (magic, version, width, vocab, n) == (b"TLTOKENS", 1, 2, 24, len(VERSE))
+    assert (tmp_path / "verse.bin").stat().st_size == 64 + 2 * len(VERSE)
+    assert (tmp_path / "verse.tokenizer.json").is_file()
+    r = run("train", "--tokens", tmp_path / "verse.bin", "--out", tmp_path / "run", *TINY, "--no-progress")
+    assert "on 2,460 tokens" not in r.stdout and f"on {len(VERSE):,} tokens" in r.stdout
+    assert "attention kernel: flash (CPU)" in r.stdout
+    assert val_loss(r.stdout) == val_loss(first.stdout)                          # the same run, from the file
+    cut = tmp_path / "cut"                                                       # resumed: tokens path from run.json
+    shutil.copytree(tmp_path / "run", cut)
+    shutil.rmtree(cut / "step_00000006")
+    (cut / "latest").write_text("step_00000003")
+    r = run("train", "--out", cut, "--resume", "--no-progress")
+    assert "at step 3 of 6" in r.stdout and val_loss(r.stdout) == val_loss(first.stdout)
+    (tmp_path / "dir" / "more").mkdir(parents=True)
+    (tmp_path / "dir" / "a.txt").write_text(VERSE)
+    (tmp_path / "dir" / "more" / "b.txt").write_text(VERSE.upper())
+    (tmp_path / "dir" / "notes.md").write_text("not read: not a .txt file")
+    r = run("tokenize", "--data", tmp_path / "dir", "--out", tmp_path / "dir.bin")
+    assert f"wrote {2 * len(VERSE):,} tokens" in r.stdout and "from 2 file(s)" in r.stdout
+    r = run("train", "--tokens", tmp_path / "dir.bin", "--out", tmp_path / "run_bf16", *TINY, "--no-progress",
+            "--precision", "bf16")
+    assert re.search(r"step 6: validation loss \d+\.\d+", r.stdout)
+
+
+def test_fsdp_from_the_command_line_matches_one_process(trained, tmp_path):
+    "torchrun -m transformer_lit.cli train --strategy fsdp: rank 0 speaks, the run equals one process's."
+    d, _ = trained
+    common = ["--data", d / "verse.txt", *TINY, "--no-progress"]
+    single = run("train", "--out", tmp_path / "one", *common, "--batch-size", "8")
+    r = subprocess.run([sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2",
+                        "-m", "transformer_lit.cli", "train", "--out", str(tmp_path / "two"), *map(str, common),
+                        "--batch-size", "4", "--strategy", "fsdp"], capture_output=True, text=True, env=ENV, timeout=300)
+    assert r.returncode == 0, r.stderr[-3000:]
+    assert r.stdout.count("training a GPT of") == 1 and "in 2 processes (fsdp)" in r.stdout   # rank 0 only
+    assert abs(float(val_loss(r.stdout)) - float(val_loss(single.stdout))) < 2e-4
+
+
+@pytest.fixture(scope="module")
+def bad_token_files(tmp_path_factory):
+    "A good token file and damaged copies of it, an empty corpus and a directory without .txt files."
+    d = tmp_path_factory.mktemp("token_files")
+    (d / "verse.txt").write_text(VERSE)
+    run("tokenize", "--data", d / "verse.txt", "--out", d / "good.bin")
+    raw = (d / "good.bin").read_bytes()
+    for name, content in (("short.bin", raw[:-10]), ("future.bin", raw[:8] + (9).to_bytes(4, "little") + raw[12:]),
+                          ("other_tok.bin", raw)):
+        (d / name).write_bytes(content)
+        shutil.copy(d / "good.tokenizer.json", d / name.replace(".bin", ".tokenizer.json"))
+    (d / "other_tok.tokenizer.json").write_text(json.dumps({"type": "char", "chars": list("abc"), "unk": None}))
+    (d / "empty.txt").write_text("")
+    (d / "no_txt").mkdir(exist_ok=True)
+    return d
+
+
+@pytest.mark.parametrize("args, needle", [
+    (["train", "--data", "{d}/verse.txt", "--out", "{d}/new", "--precision", "fp8"], "invalid choice: 'fp8'"),
+    (["train", "--data", "{d}/verse.txt", "--out", "{d}/new", "--strategy", "zero"], "invalid choice: 'zero'"),
+    (["train", "--data", "{d}/verse.txt", "--out", "{d}/new", "--strategy", "fsdp"], "--strategy fsdp: shards the model"),
+    (["train", "--data", "{d}/verse.txt", "--tokens", "{d}/good.bin", "--out", "{d}/new"], "not both"),
+    (["train", "--tokens", "{d}/missing.bin", "--out", "{d}/new"], "--tokens: no such file"),
+    (["train", "--tokens", "{d}/verse.txt", "--out", "{d}/new"], "is not a token file"),
+    (["train", "--tokens", "{d}/short.bin", "--out", "{d}/new"], "is truncated or corrupt"),
+    (["train", "--tokens", "{d}/future.bin", "--out", "{d}/new"], "version must be 1, got 9"),
+    (["train", "--tokens", "{d}/other_tok.bin", "--out", "{d}/new"], "is not the tokenizer"),
+    (["tokenize", "--data", "{d}/empty.txt", "--out", "{d}/new.bin"], "the corpus"),
+    (["tokenize", "--data", "{d}/no_txt", "--out", "{d}/new.bin"], "holds no .txt files"),
+    (["tokenize", "--data", "{d}/nowhere", "--out", "{d}/new.bin"], "no such file or directory"),
+    (["tokenize", "--data", "{d}/verse.txt", "--out", "{d}/new.bin", "--tokenizer", "{d}/verse.txt"], "--tokenizer"),
+])
+def test_speed_and_token_file_mistakes_give_one_line(bad_token_files, args, needle):
+    "Before: --precision, --strategy, --tokens and tokenize did not exist (argparse refused them)."
+    d = bad_token_files
+    r = run(*[a.format(d=d) for a in args], check_status=2)
+    assert "Traceback" not in r.stderr and r.stderr.count("\n") == 1 and needle in r.stderr, r.stderr
+    assert not (d / "new").exists() and not (d / "new.bin").exists()
+
+
+def test_fp16_on_this_cpu_gives_one_line(tmp_path):
+    from transformer_lit.training import cpu_has_fp16
+    if torch.cuda.is_available() or cpu_has_fp16():
+        pytest.skip("this machine computes float16")
+    (tmp_path / "verse.txt").write_text(VERSE)
+    r = run("train", "--data", tmp_path / "verse.txt", "--out", tmp_path / "new", *TINY, "--precision", "fp16",
+            "--device", "cpu", check_status=2)
+    assert r.stderr.count("\n") == 1 and "--precision: precision='fp16' needs a GPU or a CPU with native float16" in r.stderr
+    assert not (tmp_path / "new").exists()

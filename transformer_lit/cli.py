@@ -49,17 +49,21 @@ def build_parser(commands: dict | None = None) -> argparse.ArgumentParser:
     """The `transformer-lit` command line: subcommands `train` and `generate`, and the `commands` of
     other packages (name -> command object, from `load_commands`)."""
     p = _Parser(prog="transformer-lit", description="Train a GPT on a text file, or generate text with one.")
-    sub = p.add_subparsers(dest="command", required=True, metavar="{train,generate}")
+    sub = p.add_subparsers(dest="command", required=True, metavar="{train,generate,tokenize}")
     t = sub.add_parser("train", help="train a character-level GPT on a text file",
                        description="Train a character-level GPT (chapter 9) with chapter 8's Trainer. The defaults "
                                    "are nanoGPT's CPU recipe: a few minutes on a laptop CPU for the default corpus.",
                        formatter_class=argparse.ArgumentDefaultsHelpFormatter)
     t.add_argument("--data", type=Path, default=None,
                    help="UTF-8 text file to train on (default: the Shakespeare corpus shipped with the package)")
+    t.add_argument("--tokens", type=Path, default=None,
+                   help="token file written by 'transformer-lit tokenize', instead of --data: read through a memory "
+                        "map, so the corpus need not fit in memory; the model uses the file's tokenizer")
     t.add_argument("--out", type=Path, required=True, help="run directory for checkpoints (created if missing)")
     t.add_argument("--resume", action="store_true",
                    help="continue the interrupted run in --out from its latest checkpoint, with the options it was "
-                        "started with (they come from the checkpoint; only --device and --no-progress apply)")
+                        "started with (they come from the checkpoint; only --device, --precision, --compile, "
+                        "--strategy and --no-progress apply)")
     m = t.add_argument_group("model")
     m.add_argument("--n-layer", type=positive_int, default=4, help="number of blocks")
     m.add_argument("--n-head", type=positive_int, default=4, help="attention heads per block")
@@ -83,6 +87,16 @@ def build_parser(commands: dict | None = None) -> argparse.ArgumentParser:
     e.add_argument("--seed", type=nonnegative_int, default=1337, help="random seed (initialisation and data order)")
     e.add_argument("--device", default="auto", help="'auto', 'cpu', 'cuda' or 'mps'")
     e.add_argument("--no-progress", action="store_true", help="no progress bar (the validation lines are still printed)")
+    h = t.add_argument_group("speed and processes")
+    h.add_argument("--precision", choices=["fp32", "bf16", "fp16"], default=None,
+                   help="arithmetic of the forward and backward pass: float32, or autocast to bfloat16 or float16 "
+                        "(fp16 with a gradient scaler; a GPU or a CPU with AMX-FP16). Default: fp32, or the run's on --resume")
+    h.add_argument("--compile", action="store_true", help="torch.compile the model (pays off on a GPU; the first step "
+                                                          "waits for the compiler)")
+    h.add_argument("--strategy", choices=["ddp", "fsdp"], default="ddp",
+                   help="under torchrun: ddp (a full copy of the model per process) or fsdp (parameters, gradients and "
+                        "optimizer state sharded over the processes, FSDP2)")
+
 
     g = sub.add_parser("generate", help="continue a prompt with a trained GPT",
                        description="Load a checkpoint written by 'transformer-lit train' and continue a prompt.",
@@ -95,6 +109,17 @@ def build_parser(commands: dict | None = None) -> argparse.ArgumentParser:
     g.add_argument("--top-p", type=probability, default=None, help="nucleus sampling: smallest set with this much probability")
     g.add_argument("--seed", type=nonnegative_int, default=None, help="random seed, for a reproducible sample")
     g.add_argument("--device", default="cpu", help="'cpu', 'cuda' or 'mps'")
+
+    k = sub.add_parser("tokenize", help="turn text files into a token file for train --tokens",
+                       description="Tokenize a text file, or every .txt file under a directory (sorted by path), "
+                                   "into a token file: a 64-byte header and uint16/uint32 ids, with the tokenizer next "
+                                   "to it (FILE.tokenizer.json). The text is read one file at a time.",
+                       formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+    k.add_argument("--data", type=Path, required=True, help="a UTF-8 text file, or a directory of .txt files")
+    k.add_argument("--out", type=Path, required=True, help="token file to write, e.g. corpus.bin (replaced atomically)")
+    k.add_argument("--tokenizer", type=Path, default=None,
+                   help="tokenizer JSON to use (a tokenizer's .save(), or a checkpoint's tokenizer.json); "
+                        "default: a character tokenizer of the corpus")
 
     for name, command in (commands or {}).items():
         try:                                                  # options first on a scratch parser: one that
@@ -140,18 +165,26 @@ def _train(args) -> int:
     out = args.out                                                           # cheap checks first, then imports
     if out.exists() and not out.is_dir():
         raise ValueError(f"--out: {str(out)!r} exists and is not a directory")
+    if args.data is not None and args.tokens is not None:
+        raise ValueError("--tokens: give --data (a text file) or --tokens (a token file), not both")
+    if args.strategy == "fsdp" and int(os.environ.get("WORLD_SIZE", "1")) == 1:
+        raise ValueError("--strategy fsdp: shards the model over the processes that torchrun starts, and this is one "
+                         "process; launch with torchrun --nproc_per_node N -m transformer_lit.cli train ... or use ddp")
+    rank0 = int(os.environ.get("RANK", "0")) == 0
+    say = (lambda *a: print(*a, flush=True)) if rank0 else (lambda *a: None)   # under torchrun: rank 0 speaks
     run_file = out / "run.json"                                             # what the checkpoints do not record
     run = {}
     if args.resume:
         if not (out / "latest").is_file():
             raise ValueError(f"--resume: {str(out)!r} holds no run to resume (no 'latest' checkpoint)")
         run = _read_run(run_file)
-        data = args.data if args.data is not None else (Path(run["data"]) if run.get("data") else None)
+        tokens = args.tokens if args.tokens is not None else (Path(run["tokens"]) if run.get("tokens") else None)
+        data = args.data if args.data is not None or tokens is not None else (Path(run["data"]) if run.get("data") else None)
         val_fraction = run.get("val_fraction", args.val_fraction)
     elif (out / "latest").exists():
         raise ValueError(f"--out: {str(out)!r} already holds a run; add --resume to continue it, or choose another directory")
     else:
-        data, val_fraction = args.data, args.val_fraction
+        data, tokens, val_fraction = args.data, args.tokens, args.val_fraction
         if args.warmup_steps > args.max_steps:
             raise ValueError(f"--warmup-steps: {args.warmup_steps} is more than --max-steps {args.max_steps}; "
                              f"the warm-up must fit in the run (give --warmup-steps {args.max_steps} or fewer)")
@@ -160,14 +193,24 @@ def _train(args) -> int:
                              f"--lr down to --min-lr")
     if data is not None and not data.is_file():
         raise FileNotFoundError(f"--data: no such file: {str(data)!r}")
+    if tokens is not None and not tokens.is_file():
+        raise FileNotFoundError(f"--tokens: no such file: {str(tokens)!r}")
 
     import torch                                                             # here, so that --help is instant
     from transformer_lit.gpt import GPT, GPTConfig
     from transformer_lit.tokenizer import CharTokenizer, atomic_write_bytes, load_corpus, tokenizer_from_dict
-    from transformer_lit.training import TrainConfig, Trainer, load_checkpoint, train_val_split
-    _device(args.device)
-    text = load_corpus(data)                                                 # None: the shipped corpus
-    if args.resume and run.get("sha256") not in (None, _sha256(text)):      # another text, or the text changed
+    from transformer_lit.training import TrainConfig, Trainer, autocast_dtype, load_checkpoint, train_val_split
+    device = _device(args.device)
+    if tokens is not None:                                                   # a memory map: nothing read yet
+        from transformer_lit.training import read_token_file
+        try:
+            ids, info = read_token_file(tokens)
+        except ValueError as e:
+            raise ValueError(f"--tokens: {str(e).removeprefix('read_token_file: ')}") from None
+        text = None
+    else:
+        text = load_corpus(data)                                             # None: the shipped corpus
+    if args.resume and text is not None and run.get("sha256") not in (None, _sha256(text)):   # another text, or changed
         name = "the default corpus" if data is None else repr(str(data))
         if args.data is not None:
             raise ValueError(f"--data: {name} is not the text this run was trained on (its SHA-256 differs from the "
@@ -177,36 +220,57 @@ def _train(args) -> int:
     if args.resume:
         ck = load_checkpoint(out)                                            # the latest checkpoint
         config, tok = GPTConfig.from_dict(ck["model_config"]), tokenizer_from_dict(ck["tokenizer"])
-        cfg = TrainConfig.from_dict({**ck["train_config"], "device": args.device, "progress": not args.no_progress})
+        saved = ck["train_config"]
+        cfg = TrainConfig.from_dict({**saved, "device": args.device, "progress": not args.no_progress,
+                                     "precision": args.precision or saved.get("precision", "fp32"),
+                                     "compile": args.compile or saved.get("compile", False), "strategy": args.strategy})
     else:
-        tok = CharTokenizer.train(text)
+        tok = info["tokenizer"] if tokens is not None else CharTokenizer.train(text)
         config = GPTConfig(vocab_size=tok.vocab_size, block_size=args.block_size, n_layer=args.n_layer,
                            n_head=args.n_head, n_embd=args.n_embd, dropout=args.dropout, position=args.position)
         cfg = TrainConfig(block_size=args.block_size, batch_size=args.batch_size, max_steps=args.max_steps,
                           lr=args.lr, warmup_steps=args.warmup_steps, min_lr_ratio=args.min_lr / args.lr,
                           weight_decay=args.weight_decay, beta2=args.beta2, grad_clip=args.grad_clip,
                           eval_interval=args.eval_interval, eval_batches=args.eval_batches, seed=args.seed,
-                          device=args.device, precision="fp32", progress=not args.no_progress)
-    ids = torch.tensor(tok.encode(text), dtype=torch.long)
+                          device=args.device, precision=args.precision or "fp32", compile=args.compile,
+                          strategy=args.strategy, progress=not args.no_progress)
+    try:
+        autocast_dtype(device, cfg.precision)
+    except ValueError as e:
+        raise ValueError(f"--precision: {str(e).removeprefix('autocast_dtype: ')}") from None
+    if tokens is None:
+        ids = torch.tensor(tok.encode(text), dtype=torch.long)
+    elif tok.vocab_size != info["vocab_size"]:
+        raise ValueError(f"--tokens: {str(tokens)!r} has a vocabulary of {info['vocab_size']}, the run's tokenizer "
+                         f"{tok.vocab_size}")
+    what = "tokens" if tokens is not None else "characters"
     if len(ids) * min(val_fraction, 1 - val_fraction) <= config.block_size + 1:
-        raise ValueError(f"--data: {len(ids)} characters are too few for block size {config.block_size} and "
-                         f"validation fraction {val_fraction}; each part needs more than block_size + 1 characters")
+        raise ValueError(f"--{'tokens' if tokens is not None else 'data'}: {len(ids)} {what} are too few for block size "
+                         f"{config.block_size} and validation fraction {val_fraction}; each part needs more than "
+                         f"block_size + 1 {what}")
     train_ids, val_ids = train_val_split(ids, val_fraction)
     torch.manual_seed(cfg.seed)
     model = GPT(config)
     trainer = Trainer(model, train_ids, val_ids, cfg, out_dir=out, tokenizer=tok)
     if args.resume:
         trainer.resume()                                                      # refuses other data, too
-        print(f"resumed {str(out)!r} at step {trainer.step} of {cfg.max_steps}", flush=True)
+        say(f"resumed {str(out)!r} at step {trainer.step} of {cfg.max_steps}")
     else:
-        out.mkdir(parents=True, exist_ok=True)
-        run = {"data": None if data is None else str(data.resolve()), "val_fraction": val_fraction,
-               "sha256": _sha256(text)}
-        atomic_write_bytes(run_file, json.dumps(run).encode())
-        print(f"training a GPT of {model.num_params():,} parameters on {len(text):,} characters "
-              f"({tok.vocab_size} distinct) for {cfg.max_steps} steps", flush=True)
+        if rank0:
+            out.mkdir(parents=True, exist_ok=True)
+            run = ({"tokens": str(tokens.resolve()), "val_fraction": val_fraction} if tokens is not None else
+                   {"data": None if data is None else str(data.resolve()), "val_fraction": val_fraction,
+                    "sha256": _sha256(text)})
+            atomic_write_bytes(run_file, json.dumps(run).encode())
+        corpus = (f"{len(ids):,} tokens of {str(tokens)!r} (vocabulary {tok.vocab_size})" if tokens is not None
+                  else f"{len(text):,} characters ({tok.vocab_size} distinct)")
+        say(f"training a GPT of {model.num_params():,} parameters on {corpus} for {cfg.max_steps} steps"
+            + (f" in {trainer.world_size} processes ({cfg.strategy})" if trainer.world_size > 1 else ""))
+    kernel = trainer.sdpa_kernel                                              # every process (FSDP)
+    if not cfg.progress:                                                      # else the progress bar logs it
+        say(f"attention kernel: {kernel}")
     if trainer.step >= cfg.max_steps:
-        print(f"nothing to do: the run is already at its last step, {trainer.step}", flush=True)
+        say(f"nothing to do: the run is already at its last step, {trainer.step}")
         return 0
     if cfg.progress:
         history = trainer.fit()                                               # the bar prints each validation
@@ -215,9 +279,73 @@ def _train(args) -> int:
             seen = len(trainer.history["eval_step"])
             history = trainer.fit(until=min(cfg.max_steps, (trainer.step // cfg.eval_interval + 1) * cfg.eval_interval))
             for s, tr, va in list(zip(history["eval_step"], history["train_eval"], history["val_eval"]))[seen:]:
-                print(f"step {s:>6}: train loss {tr:.4f}, val loss {va:.4f}", flush=True)
-    print(f"step {trainer.step}: validation loss {history['val_eval'][-1]:.4f}; "
-          f"checkpoint {str(trainer.last_checkpoint)!r}", flush=True)
+                say(f"step {s:>6}: train loss {tr:.4f}, val loss {va:.4f}")
+    say(f"step {trainer.step}: validation loss {history['val_eval'][-1]:.4f}; "
+        f"checkpoint {str(trainer.last_checkpoint)!r}")
+    return 0
+
+
+def _text_pieces(text: str, size: int = 1 << 20):
+    """`text` in pieces of about `size` characters, each cut after a newline that has a non-space character
+    on both sides: GPT-2's pre-tokenizer cuts there too, so the pieces' tokens are the whole text's."""
+    start, cut = 0, re.compile(r"(?<=\S)\n(?=\S)")
+    while len(text) - start > size:
+        m = cut.search(text, start + size)
+        if m is None:
+            break
+        yield text[start:m.end()]
+        start = m.end()
+    yield text[start:]
+
+
+def _tokenize(args) -> int:
+    src, out = args.data, args.out
+    if not src.exists():
+        raise FileNotFoundError(f"--data: no such file or directory: {str(src)!r}")
+    if out.is_dir():
+        raise ValueError(f"--out: {str(out)!r} is a directory; give the token file's name, e.g. corpus.bin")
+    files = sorted(p for p in src.rglob("*.txt") if p.is_file()) if src.is_dir() else [src]
+    if not files:
+        raise ValueError(f"--data: the directory {str(src)!r} holds no .txt files")
+    import numpy as np
+    from transformer_lit.tokenizer import CharTokenizer, load_tokenizer
+    from transformer_lit.training import token_file_tokenizer_path, write_token_file
+
+    def texts():                                                             # one file at a time in memory
+        for f in files:
+            try:
+                yield f, f.read_text(encoding="utf-8")
+            except UnicodeDecodeError as e:
+                raise ValueError(f"--data: {str(f)!r} is not UTF-8 text ({e.reason} at byte {e.start})") from None
+
+    if args.tokenizer is not None:
+        try:
+            tok = load_tokenizer(args.tokenizer)
+        except (ValueError, TypeError, KeyError) as e:
+            raise ValueError(f"--tokenizer: {str(args.tokenizer)!r} is not a tokenizer ({_first_line(e)})") from None
+    else:
+        chars = set()
+        for _, t in texts():
+            chars.update(t)
+        if not chars:
+            raise ValueError(f"--data: the corpus {str(src)!r} is empty (0 characters in {len(files)} file(s))")
+        tok = CharTokenizer(sorted(chars))                                     # = CharTokenizer.train(all text)
+
+    def chunks():
+        for f, t in texts():
+            for piece in _text_pieces(t):
+                try:
+                    yield np.asarray(tok.encode(piece), dtype=np.int64)
+                except ValueError as e:
+                    raise ValueError(f"--data: {str(f)!r}: {_first_line(e)}") from None
+
+    try:
+        path = write_token_file(out, chunks(), tok)
+    except ValueError as e:
+        raise ValueError(f"--data: {str(e).removeprefix('write_token_file: ')}") from None
+    n = (path.stat().st_size - 64) // (2 if tok.vocab_size <= 1 << 16 else 4)
+    print(f"wrote {n:,} tokens ({'uint16' if tok.vocab_size <= 1 << 16 else 'uint32'}, vocabulary {tok.vocab_size}) "
+          f"from {len(files)} file(s) to {str(path)!r}; tokenizer {str(token_file_tokenizer_path(path))!r}", flush=True)
     return 0
 
 # %% ../nbs/10_cli.ipynb #97eda725
@@ -258,7 +386,7 @@ def main(argv: list[str] | None = None) -> int:
     commands = load_commands()
     parser = build_parser(commands)
     args = parser.parse_args(argv)
-    builtin = {"train": _train, "generate": _generate}
+    builtin = {"train": _train, "generate": _generate, "tokenize": _tokenize}
     try:
         if args.command in builtin:
             return builtin[args.command](args)
@@ -278,14 +406,14 @@ def main(argv: list[str] | None = None) -> int:
         print(f"transformer-lit {args.command}: error: {type(e).__name__}: {_first_line(e)} "
               f"(TRANSFORMER_LIT_TRACEBACK=1 shows where)", file=sys.stderr)
         return 1
-
-# %% ../nbs/10_cli.ipynb #92e4fdec
-if __name__ == "__main__" and "__file__" in globals():                       # `python -m transformer_lit.cli`
-    sys.exit(main())
+    finally:
+        dist = sys.modules.get("torch.distributed")                # under torchrun: leave the process group
+        if dist is not None and dist.is_available() and dist.is_initialized():
+            dist.destroy_process_group()
 
 # %% ../nbs/10_cli.ipynb #d12f5077
 COMMANDS_GROUP = "transformer_lit.commands"
-BUILTIN_COMMANDS = ("train", "generate")
+BUILTIN_COMMANDS = ("train", "generate", "tokenize")
 
 
 def _skip_plugin(what: str, problem: str):
@@ -334,3 +462,7 @@ def load_commands(group: str = COMMANDS_GROUP) -> dict:
         else:
             found[obj.name] = obj
     return found
+
+# %% ../nbs/10_cli.ipynb #92e4fdec
+if __name__ == "__main__" and "__file__" in globals():       # `python -m transformer_lit.cli` (after every definition)
+    sys.exit(main())
