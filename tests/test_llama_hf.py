@@ -20,7 +20,6 @@ from transformer_lit.llama import (HF_ARCHITECTURES, Llama, LlamaConfig, llama_f
                                    llama_to_hf)
 from transformer_lit.training import TrainConfig, Trainer, load_checkpoint
 
-torch.set_num_threads(1)
 transformers.utils.logging.set_verbosity_error()
 transformers.utils.logging.disable_progress_bar()
 
