@@ -18,7 +18,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from .attention import check_choice, check_float, check_int, check_tensor, scaled_dot_product_attention
-from .gpt import GPT, PreallocatedKVCache
+from .gpt import GPT, PreallocatedKVCache, generate
 from .llama import RMSNorm, ScaledRotaryEmbedding, SwiGLU, check_rope_scaling, _hf_rope, _read_folder
 from .multi_head import KVCache
 from .positional import rope_rotate
@@ -806,7 +806,6 @@ def grpo_step(model: nn.Module, ref: nn.Module, optimizer: torch.optim.Optimizer
     prompts of equal length), score each with `reward(completion_text, problem)`, turn the rewards into
     group-relative advantages, and take `inner_steps` optimizer steps on `grpo_loss` against the policy that
     sampled (`old`) and the frozen `ref`. Returns the mean reward, answer length (tokens), KL and clip fraction."""
-    from transformer_lit.gpt import generate
     check_int(group_size, "group_size", "grpo_step", minimum=2)
     check_int(inner_steps, "inner_steps", "grpo_step")
     prompts = torch.tensor([encode(p["prompt"]) for p in problems]).repeat_interleave(group_size, 0)   # (P G, T_p)
