@@ -371,6 +371,7 @@ def plot_expert_load(loads: dict[str, np.ndarray], steps=None, axes=None):
     """For each named balancing scheme, its `(n_records, E)` expert loads (tokens per expert at each record):
     left, the imbalance max/mean against steps; right, each expert's share of the tokens at the end. Returns the axes."""
     import matplotlib.pyplot as plt
+    from matplotlib.ticker import NullFormatter, ScalarFormatter
     axes = axes if axes is not None else plt.subplots(1, 2, figsize=(12, 3.6))[1]
     for i, (name, L) in enumerate(loads.items()):
         L = np.asarray(L, dtype=float)
@@ -380,7 +381,9 @@ def plot_expert_load(loads: dict[str, np.ndarray], steps=None, axes=None):
         E = len(share)
         axes[1].bar(np.arange(E) + (i - 1) * 0.27, share / share.sum(), 0.27, label=name)
     axes[0].axhline(1, color="gray", ls=":", lw=1)
-    axes[0].set(xlabel="training step", ylabel="load imbalance (max / mean)", yscale="log")
+    axes[0].set(xlabel="training step", ylabel="load imbalance (max / mean, log)", yscale="log")
+    axes[0].yaxis.set_major_formatter(ScalarFormatter())                           # 1, 2, 3, 4, not 10^0
+    axes[0].yaxis.set_minor_formatter(NullFormatter())
     axes[1].axhline(1 / E, color="gray", ls=":", lw=1)
     axes[1].set(xlabel="expert", ylabel="share of the routed tokens (last 10% of steps)")
     for ax in axes:
