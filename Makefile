@@ -62,7 +62,10 @@ test: check-sync nbval quick-book pytest
 site-test: $(STAMP)
 	TRANSFORMER_LIT_SITE_EXECUTED=1 TRANSFORMER_LIT_SITE=_build/html $(BIN)/python -m pytest -p no:cacheprovider tests/test_site.py
 
+# jupyterlab-myst (in the lock) renders the notebooks' MyST markdown ({cite:p}, {doc}, {term}, directives)
+# in the lab as in the book; the check fails early if the extension is missing from the environment.
 lab: $(STAMP)
+	$(BIN)/jupyter labextension list 2>&1 | grep -q jupyterlab-myst || { echo "error: jupyterlab-myst is not installed in $(VENV)"; exit 1; }
 	$(BIN)/jupyter lab --notebook-dir=nbs
 
 benchmark: $(STAMP)
