@@ -72,7 +72,9 @@ def build_parser(commands: dict | None = None) -> argparse.ArgumentParser:
     m.add_argument("--dropout", type=_number(float, 0, False, 0.99, "a number in [0, 1)"), default=0.0, help="dropout rate")
     m.add_argument("--position", choices=["learned", "rope", "alibi"], default="learned", help="position scheme (chapter 4)")
     o = t.add_argument_group("optimisation")
-    o.add_argument("--batch-size", type=positive_int, default=12, help="windows per step")
+    o.add_argument("--batch-size", type=positive_int, default=12, help="windows per step (and process)")
+    o.add_argument("--grad-accum-steps", type=positive_int, default=1,
+                   help="micro-batches of --batch-size per optimizer step: the global batch is batch size x this x processes")
     o.add_argument("--max-steps", type=positive_int, default=2000, help="optimizer steps of the whole run")
     o.add_argument("--lr", type=positive_float, default=1e-3, help="peak learning rate")
     o.add_argument("--min-lr", type=positive_float, default=1e-4, help="learning rate at the end of the cosine decay (at most --lr)")
@@ -228,7 +230,8 @@ def _train(args) -> int:
         tok = info["tokenizer"] if tokens is not None else CharTokenizer.train(text)
         config = GPTConfig(vocab_size=tok.vocab_size, block_size=args.block_size, n_layer=args.n_layer,
                            n_head=args.n_head, n_embd=args.n_embd, dropout=args.dropout, position=args.position)
-        cfg = TrainConfig(block_size=args.block_size, batch_size=args.batch_size, max_steps=args.max_steps,
+        cfg = TrainConfig(block_size=args.block_size, batch_size=args.batch_size, grad_accum_steps=args.grad_accum_steps,
+                          max_steps=args.max_steps,
                           lr=args.lr, warmup_steps=args.warmup_steps, min_lr_ratio=args.min_lr / args.lr,
                           weight_decay=args.weight_decay, beta2=args.beta2, grad_clip=args.grad_clip,
                           eval_interval=args.eval_interval, eval_batches=args.eval_batches, seed=args.seed,

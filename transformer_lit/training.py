@@ -40,6 +40,15 @@ __all__ = ['PRECISIONS', 'SCHEDULES', 'OPTIMIZERS', 'STRATEGIES', 'CHECKPOINT_FO
            'tokenizer_sha256', 'token_file_tokenizer_path', 'write_token_file', 'read_token_file']
 
 # %% ../nbs/08_training.ipynb #e0ca8be1
+def _release_pages(data):
+    """Unmap the pages of a memmap's file that this process has touched (`madvise(MADV_DONTNEED)`): they stay
+    in the kernel's page cache, but not in this process's memory, which so does not grow as training
+    reads windows from all over a large file. A no-op for anything else."""
+    mm = getattr(data, "_mmap", None)
+    if mm is not None and hasattr(mm, "madvise") and hasattr(mmap, "MADV_DONTNEED"):
+        mm.madvise(mmap.MADV_DONTNEED)
+
+
 def _is_token_array(data) -> bool:
     "A 1-d integer NumPy array, such as the memmap of a token file (`read_token_file`, below)."
     return isinstance(data, np.ndarray) and data.ndim == 1 and np.issubdtype(data.dtype, np.integer)
@@ -73,6 +82,7 @@ def _windows(data: Tensor, starts: Tensor, block_size: int, device=None) -> tupl
     "Inputs and targets of the windows that start at `starts`, each (B, T), on `device`."
     if isinstance(data, np.ndarray):                          # a token file: read only the windows' tokens
         w = torch.from_numpy(data[starts.numpy()[:, None] + np.arange(block_size + 1)].astype(np.int64))  # (B, T+1)
+        _release_pages(data)
     else:
         w = data.unfold(0, block_size + 1, 1)[starts].long()  # (B, T+1): a view of all windows, then a gather
     x, y = w[:, :-1], w[:, 1:]                                # (B, T), (B, T): y is x shifted by one
@@ -663,14 +673,13 @@ def tokens_sha256(*datas: Tensor | None) -> str:
     return h.hexdigest()
 
 
-def _token_chunks(data: np.ndarray, size: int = 1 << 22):
-    """A NumPy token array as int64 chunks. For a memmap, the pages of the file that a chunk touched are
-    handed back after it (`madvise(MADV_DONTNEED)`), so reading a whole token file does not make it resident."""
-    mm = getattr(data, "_mmap", None)
+def _token_chunks(data: np.ndarray, size: int = 1 << 20):
+    """A NumPy token array as int64 chunks of `size` tokens (8 MB). For a memmap, the pages of the file that
+    a chunk touched are handed back after it (`madvise(MADV_DONTNEED)`), so reading a whole token file
+    does not make it resident: the memory this needs does not grow with the file."""
     for i in range(0, len(data), size):
         yield np.asarray(data[i:i + size], dtype=np.int64)
-        if mm is not None and hasattr(mm, "madvise") and hasattr(mmap, "MADV_DONTNEED"):
-            mm.madvise(mmap.MADV_DONTNEED)
+        _release_pages(data)
 
 
 def _token_range(data) -> tuple[int, int]:
