@@ -17,6 +17,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from .assistant import token_logprobs
 from .attention import check_choice, check_float, check_int, check_tensor, scaled_dot_product_attention
 from .gpt import GPT, PreallocatedKVCache, generate
 from .llama import RMSNorm, ScaledRotaryEmbedding, SwiGLU, check_rope_scaling, _hf_rope, _read_folder
@@ -28,8 +29,8 @@ __all__ = ['BALANCING', 'SCORINGS', 'yarn_mscale', 'DeepSeekConfig', 'MultiHeadL
            'latent_cache_bytes', 'plot_cache_bytes', 'TopKRouter', 'RoutedExperts', 'DeepSeekMoE', 'load_imbalance',
            'plot_expert_load', 'DeepSeekBlock', 'DeepSeek', 'deepseek_param_counts', 'deepseek_config_from_hf',
            'load_deepseek_hf_state_dict', 'deepseek_from_hf', 'MTPModule', 'mtp_speculative_generate',
-           'arithmetic_problems', 'format_reward', 'answer_reward', 'group_advantages', 'token_logprobs', 'grpo_loss',
-           'completion_mask', 'plot_grpo', 'grpo_step']
+           'arithmetic_problems', 'format_reward', 'answer_reward', 'group_advantages', 'grpo_loss', 'completion_mask',
+           'plot_grpo', 'grpo_step']
 
 # %% ../nbs/13_deepseek.ipynb #85440ad5
 BALANCING = ("none", "aux_loss", "bias")
@@ -736,13 +737,7 @@ def group_advantages(rewards: Tensor, eps: float = 1e-4) -> Tensor:
     tied = rewards.amax(1, keepdim=True) == rewards.amin(1, keepdim=True)        # a group of equal rewards:
     return torch.where(tied, 0.0, rewards - mean) / (std + eps)                # exactly 0, not rounding / eps
 
-# %% ../nbs/13_deepseek.ipynb #63ca2ffe
-def token_logprobs(model: nn.Module, seqs: Tensor) -> Tensor:
-    "Log-probability under `model` of every token of `seqs (N, L)` after the first, given those before it: `(N, L - 1)`."
-    logits, _ = model(seqs[:, :-1])                                                 # (N, L - 1, V)
-    return torch.log_softmax(logits.float(), -1).gather(-1, seqs[:, 1:, None])[..., 0]
-
-
+# %% ../nbs/13_deepseek.ipynb #b957b663
 def grpo_loss(logp: Tensor, old_logp: Tensor, ref_logp: Tensor, advantages: Tensor, mask: Tensor,
               clip_eps: float = 0.2, beta: float = 0.04) -> tuple[Tensor, dict]:
     """The GRPO objective (Shao et al. 2024) to minimise, for N answers of L tokens: per token, PPO's clipped
