@@ -122,3 +122,28 @@ def test_the_attention_kernel_is_found():
     assert torch.equal(state, torch.get_rng_state())                         # the probe draws no random numbers
     t = run(steps=1)
     assert t.sdpa_kernel == "flash (CPU)"
+
+
+def test_the_kernel_probe_leaves_the_model_as_it_was():
+    "A training-mode forward may update buffers (a router's balancing bias): the probe restores them, and stops."
+    import torch.nn.functional as F
+
+    class Counting(torch.nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.register_buffer("before", torch.zeros(3))
+            self.register_buffer("after", torch.zeros(3))
+
+        def forward(self, idx):
+            x = torch.randn(1, 2, idx.shape[1], 8)
+            if self.training:
+                self.before += 1                                  # in place, before the attention
+                self.before = self.before * 2                     # and reassigned
+            y = F.scaled_dot_product_attention(x, x, x, is_causal=True)
+            self.after += 1                                       # not reached: the probe stops at the attention
+            return y
+
+    m = Counting()
+    before, after = m.before, m.after
+    assert sdpa_kernel(m, torch.zeros(1, 16, dtype=torch.long)) == "flash (CPU)"
+    assert m.before is before and m.after is after and not m.before.any() and not m.after.any()

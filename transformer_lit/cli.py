@@ -269,9 +269,8 @@ def _train(args) -> int:
                   else f"{len(text):,} characters ({tok.vocab_size} distinct)")
         say(f"training a GPT of {model.num_params():,} parameters on {corpus} for {cfg.max_steps} steps"
             + (f" in {trainer.world_size} processes ({cfg.strategy})" if trainer.world_size > 1 else ""))
-    kernel = trainer.sdpa_kernel                                              # every process (FSDP)
     if not cfg.progress:                                                      # else the progress bar logs it
-        say(f"attention kernel: {kernel}")
+        say(f"attention kernel: {trainer.sdpa_kernel}")
     if trainer.step >= cfg.max_steps:
         say(f"nothing to do: the run is already at its last step, {trainer.step}")
         return 0

@@ -747,9 +747,10 @@ SDPA_KERNELS = {"_scaled_dot_product_flash_attention": "flash",
 
 def sdpa_kernel(model: nn.Module, idx: Tensor, amp_dtype: torch.dtype | None = None) -> str:
     """Which kernel of `F.scaled_dot_product_attention` `model(idx)` runs in training mode (flash,
-    memory-efficient, cuDNN or math) in one forward pass: a function mode sees whether it is called, a
-    dispatch mode which fused ATen kernel it picks (none: the math path, plain matrix products and a
-    softmax); 'none' if the model does not call it. The random generators are left as they were."""
+    memory-efficient, cuDNN or math): a function mode sees the first call, a dispatch mode which fused ATen
+    kernel it picks (none: the math path, plain matrix products and a softmax), and the forward pass stops
+    there; 'none' if the model does not call it. The random generators and the model's buffers (a router's
+    balancing bias, say, which a training-mode forward may update) are left as they were."""
     import torch.nn.functional as F
     from torch.overrides import TorchFunctionMode
     from torch.utils._python_dispatch import TorchDispatchMode
@@ -763,20 +764,35 @@ def sdpa_kernel(model: nn.Module, idx: Tensor, amp_dtype: torch.dtype | None = N
             self.ops.add(func.overloadpacket.__name__)
             return func(*args, **(kwargs or {}))
 
+    class Found(Exception):
+        "Raised after the first attention call: the rest of the forward pass is not needed."
+
     class Calls(TorchFunctionMode):
         called = False
 
         def __torch_function__(self, func, types, args=(), kwargs=None):
-            self.called |= func is F.scaled_dot_product_attention
-            return func(*args, **(kwargs or {}))
+            out = func(*args, **(kwargs or {}))
+            if func is F.scaled_dot_product_attention:
+                self.called = True
+                raise Found
+            return out
 
     was = model.training
     model.train()
     cuda = [idx.device] if idx.device.type == "cuda" else []
     amp = torch.autocast(idx.device.type, dtype=amp_dtype) if amp_dtype else nullcontext()
-    with torch.random.fork_rng(devices=cuda), torch.no_grad(), amp, Calls() as calls, Record() as rec:
-        model(idx)
-    model.train(was)
+    buffers = [(m, n, b, b.detach().clone()) for m in model.modules() for n, b in m._buffers.items() if b is not None]
+    try:
+        with torch.random.fork_rng(devices=cuda), torch.no_grad(), amp, Calls() as calls, Record() as rec:
+            model(idx)
+    except Found:
+        pass
+    finally:
+        model.train(was)
+        with torch.no_grad():
+            for m, n, b, saved in buffers:                    # the same tensors, with their values back
+                m._buffers[n] = b
+                b.copy_(saved)
     found = sorted({SDPA_KERNELS.get(op, op) for op in rec.ops
                     if op.startswith("_scaled_dot_product") or op.startswith("_flash_attention")})
     return ", ".join(found) or ("math" if calls.called else "none")
@@ -821,6 +837,7 @@ class Trainer:
         self.model_config = _model_config(model) if model_config is None else dict(model_config)
         self.fsdp, self._tied, self._sdpa_kernel, self._kernel_logged = cfg.strategy == "fsdp", _tied_names(self.model), None, False
         if self.fsdp:
+            self.sdpa_kernel                              # probed on the whole model, before it is sharded
             shard_model(self.model)                       # in place: each process keeps 1/N of every tensor
         self.optimizer = make_optimizer(self.model, cfg, fused=self.device.type == "cuda")
         self.scheduler = torch.optim.lr_scheduler.LambdaLR(self.optimizer, make_schedule(cfg))
@@ -840,7 +857,8 @@ class Trainer:
         was = self.model.training
         self.model.eval()
         with torch.no_grad():
-            out = self.model(_windows(self.train_data, torch.zeros(1, dtype=torch.long), 1, self.device)[0])
+            out = self.model(_windows(self.train_data, torch.zeros(1, dtype=torch.long), min(2, self.cfg.block_size),
+                                      self.device)[0])                          # (1, 2): the first two tokens
         self.model.train(was)
         if not (isinstance(out, tuple) and len(out) == 2 and isinstance(out[0], Tensor)):
             raise TypeError(f"Trainer: model(idx) must return a tuple (logits, loss), got {type(out).__name__}")
@@ -858,7 +876,7 @@ class Trainer:
 
     @property
     def sdpa_kernel(self) -> str:
-        "The attention kernel the model runs (`sdpa_kernel`, one profiled forward pass; every process must ask)."
+        "The attention kernel the model runs (`sdpa_kernel`: part of one forward pass, the first time it is asked)."
         if self._sdpa_kernel is None:
             idx = _windows(self.train_data, torch.zeros(1, dtype=torch.long), self.cfg.block_size, self.device)[0]
             self._sdpa_kernel = sdpa_kernel(self.model, idx, self.amp_dtype)
@@ -955,10 +973,8 @@ class Trainer:
         bar = tqdm(total=until, initial=self.step, desc="train", unit="step", mininterval=5.0, ncols=100,
                    disable=not (cfg.progress and self.rank == 0))
         try:
-            if cfg.progress and not self._kernel_logged:      # once; every process probes (FSDP needs all)
-                kernel = self.sdpa_kernel
-                if not bar.disable:
-                    bar.write(f"attention kernel: {kernel}")
+            if not bar.disable and not self._kernel_logged:   # once, by rank 0
+                bar.write(f"attention kernel: {self.sdpa_kernel}")
                 self._kernel_logged = True
             if cfg.eval_interval and self.step == 0 and not self.history["eval_step"]:
                 self._evaluate_and_log(bar)
