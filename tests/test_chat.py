@@ -130,13 +130,15 @@ def test_load_assistant_refuses_a_checkpoint_without_a_template(tmp_path, ckpt):
         load_assistant(p)
 
 
-def test_chat_command_protocol():
-    import argparse
-    parser = argparse.ArgumentParser(prog="transformer-lit")
-    sub = parser.add_subparsers(dest="command", required=True)
+def test_chat_command_follows_the_cli_protocol():
+    from transformer_lit import cli
     assert chat_command.name == "chat" and isinstance(chat_command.help, str)
-    p = chat_command.add_parser(sub)
-    assert isinstance(p, argparse.ArgumentParser)
+    if hasattr(cli, "_command_problem"):                                      # chapter 10's own check of a plugin
+        assert cli._command_problem(chat_command, set(cli.BUILTIN_COMMANDS)) is None
+    try:
+        parser = cli.build_parser({"chat": chat_command})                    # the CLI's parser with the plugin
+    except TypeError:                                                         # a CLI without plugins
+        pytest.skip("this transformer_lit.cli has no build_parser(commands)")
     args = parser.parse_args(["chat", "--ckpt", "x", "--temperature", "0.5", "--top-p", "0.9", "--system", "hi"])
     assert (args.command, args.temperature, args.top_p, args.system, args.max_new_tokens) == ("chat", 0.5, 0.9, "hi", 32)
     assert callable(chat_command.run)

@@ -498,7 +498,7 @@ def gae(rewards: Tensor, values: Tensor, mask: Tensor, gamma: float = 1.0, lam: 
         adv[:, t] = running
     return adv, (adv + values) * mask
 
-# %% ../nbs/12_assistant.ipynb #755d5e62
+# %% ../nbs/12_assistant.ipynb #f8be1eb8
 @dataclass
 class PPOConfig:
     "The settings of `train_ppo` (InstructGPT's recipe in miniature); validated on creation."
@@ -552,6 +552,7 @@ def train_ppo(policy: GPT, ref: GPT, value: ScalarHead, rm: ScalarHead, tok: Cha
     if not isinstance(cfg, PPOConfig):
         raise TypeError(f"train_ppo: cfg must be a PPOConfig, got {type(cfg).__name__}")
     ref.eval().requires_grad_(False), rm.eval().requires_grad_(False)
+    policy.requires_grad_(True), value.requires_grad_(True)                   # a copy of a frozen model would be frozen
     opt_p = torch.optim.AdamW(policy.parameters(), lr=cfg.lr, weight_decay=0.0)
     opt_v = torch.optim.AdamW(value.parameters(), lr=cfg.value_lr, weight_decay=0.0)
     rng = random.Random(cfg.seed)
@@ -637,16 +638,17 @@ def plot_ppo(histories: dict, axes=None, smooth: int = 5):
     plt.tight_layout()
     return axes
 
-# %% ../nbs/12_assistant.ipynb #f10c84e9
+# %% ../nbs/12_assistant.ipynb #85aa6a4e
 @torch.no_grad()
 def best_of_n(model: GPT, rm: ScalarHead, tok: ChatTokenizer, examples: list[dict], n: int = 8,
-              max_new_tokens: int = 14, seed: int = 0) -> list[str]:
-    "For each example, sample `n` replies from `model` (temperature 1) and return the text the reward model scores highest."
+              max_new_tokens: int = 14, seed: int = 0) -> tuple[list[str], Tensor]:
+    """For each example, sample `n` replies from `model` (temperature 1) and keep the one the reward model
+    scores highest: its texts and their scores `(N,)`."""
     check_int(n, "n", "best_of_n")
     many = [e for e in examples for _ in range(n)]
     ids, _, last, texts = rollout(model, tok, many, max_new_tokens, 1.0, seed)
-    best = reward_scores(rm, ids, last).view(len(examples), n).argmax(1)         # (N,)
-    return [texts[i * n + int(j)] for i, j in enumerate(best)]
+    best, j = reward_scores(rm, ids, last).view(len(examples), n).max(1)         # (N,), (N,)
+    return [texts[i * n + int(k)] for i, k in enumerate(j)], best
 
 # %% ../nbs/12_assistant.ipynb #ace96e28
 def dpo_loss(policy_chosen_logps: Tensor, policy_rejected_logps: Tensor, reference_chosen_logps: Tensor,
@@ -846,7 +848,7 @@ def chat_loop(chat: Chat, lines, out=None, err=None, prefix: str = "") -> int:
             print(f"chat: {str(e).splitlines()[0]}", file=err, flush=True)
     return 0
 
-# %% ../nbs/12_assistant.ipynb #3040a8c4
+# %% ../nbs/12_assistant.ipynb #bfa680f4
 def _input_lines():
     "User turns from standard input: a prompt and line editing on a terminal, one turn per line from a pipe."
     if sys.stdin.isatty():
@@ -862,19 +864,16 @@ def _input_lines():
 
 
 class ChatCommand:
-    """`transformer-lit chat`, a subcommand found by chapter 10's CLI through the entry-point group
-    `transformer_lit.commands`. The protocol: `name`, `add_parser(subparsers)` (adds and returns the
-    subcommand's parser) and `run(args) -> int` (the exit status; `ValueError`/`OSError` are the user's
-    mistakes, which the CLI prints as one line with exit status 2)."""
+    """`transformer-lit chat`, a subcommand that chapter 10's CLI finds through the entry-point group
+    `transformer_lit.commands`. Its protocol: `name`, `help`, `add_arguments(parser)` and `run(args) -> int`
+    (the exit status; a `ValueError` or `OSError` is the user's mistake, one line and exit status 2)."""
     name = "chat"
-    help = "talk to an assistant checkpoint (chapter 12)"
+    help = ("chat with an assistant checkpoint written by save_assistant (chapter 12): one turn per line, "
+            "/reset clears the history, /exit or Ctrl-D leaves; from a pipe, one reply per line on stdout")
 
-    def add_parser(self, subparsers) -> argparse.ArgumentParser:
+    def add_arguments(self, p: argparse.ArgumentParser) -> argparse.ArgumentParser:
+        "Add the options of `chat` to `p` (the subcommand's parser, which the CLI makes)."
         from transformer_lit.cli import nonnegative_int, nonnegative_float, positive_int, probability
-        p = subparsers.add_parser(self.name, help=self.help, formatter_class=argparse.ArgumentDefaultsHelpFormatter,
-                                  description="Chat with a checkpoint written by save_assistant (chapter 12). One turn "
-                                              "per line; /reset clears the history, /exit or Ctrl-D leaves. Standard "
-                                              "input may be a pipe: the replies go to standard output, one per line.")
         p.add_argument("--ckpt", type=Path, required=True, help="assistant checkpoint directory (or a run directory)")
         p.add_argument("--temperature", type=nonnegative_float, default=0.0, help="sampling temperature; 0 = greedy")
         p.add_argument("--top-k", type=positive_int, default=None, help="sample among the k most likely tokens only")
@@ -908,7 +907,9 @@ def main(argv: list[str] | None = None) -> int:
     statuses (0; 2 and one line for a mistake; 130 when interrupted), for use before the plug-in is installed."""
     from transformer_lit.cli import _first_line, _Parser
     parser = _Parser(prog="transformer-lit")
-    chat_command.add_parser(parser.add_subparsers(dest="command", required=True))
+    sub = parser.add_subparsers(dest="command", required=True)
+    chat_command.add_arguments(sub.add_parser(chat_command.name, help=chat_command.help, description=chat_command.help,
+                                              formatter_class=argparse.ArgumentDefaultsHelpFormatter))
     args = parser.parse_args(argv)
     try:
         return chat_command.run(args)
