@@ -1,10 +1,21 @@
 """The built book as a reader sees it, in a real browser.
 
-Playwright drives Debian's Chromium (/usr/bin/chromium) over every page of the built site and checks
-that MathJax typeset every formula (no raw TeX left), every image loaded, no request failed and no
-console error was logged. The site is read from $TRANSFORMER_LIT_SITE (default _build/html). The pages
-expected are those that `_toc.yml` lists; in the executed book ($TRANSFORMER_LIT_SITE_EXECUTED=1) every
-chapter that draws figures must show them.
+Playwright drives Debian's Chromium (/usr/bin/chromium) over every page that `_toc.yml` lists, once at
+a desktop width (1280 px) and once at a phone's (390 px), and checks that
+
+- every page of the toc is built and linked from the navigation sidebar;
+- MathJax typeset every formula (no raw TeX left), every image loaded, no request failed and no
+  console error was logged;
+- every internal link (pages, anchors, downloads) resolves: the file exists and the anchor is an id
+  on the page it points to;
+- at both widths no page scrolls horizontally and no display formula is cut off: a formula wider
+  than the column scrolls inside its own box (`_static/book.css`);
+- the site's search finds the attention chapter for "attention" and the glossary for "注意力";
+- each glossary entry's link lands on the section it names (the browser scrolls the section into view).
+
+The site is read from $TRANSFORMER_LIT_SITE (default _build/html): the quick book of `make test`
+(built without execution) or the executed book of `make book`. In the executed book
+($TRANSFORMER_LIT_SITE_EXECUTED=1) every chapter that draws figures must show them.
 
 Without Chromium the tests skip with the reason, except under CI (CI=true), where that is a failure.
 """
@@ -26,8 +37,6 @@ EXECUTED = os.environ.get("TRANSFORMER_LIT_SITE_EXECUTED") == "1"
 IN_CI = os.environ.get("CI", "").lower() in ("1", "true", "yes")
 ARGS = ["--no-sandbox", "--disable-gpu", "--disable-quic", "--disable-background-networking",
         "--disable-component-update", "--disable-sync", "--no-first-run"]
-# Sphinx's own generated pages carry no content of ours.
-SKIP_PAGES = {"genindex.html", "search.html", "index.html"}
 
 
 def _need(condition: bool, reason: str):
@@ -38,8 +47,8 @@ def _need(condition: bool, reason: str):
 
 
 def _pages() -> list[Path]:
-    return sorted(p for p in SITE.rglob("*.html")
-                  if p.name not in SKIP_PAGES and "_static" not in p.parts and "_sources" not in p.parts)
+    "The built pages of the toc (a stale page left in the build folder by an older toc is not the book's)."
+    return [SITE / f"{f}.html" for f in _toc_files() if (SITE / f"{f}.html").is_file()]
 
 
 @pytest.fixture(scope="module")
@@ -95,47 +104,204 @@ def test_site_has_every_page_of_the_toc():
 RAW_TEX = re.compile(r"\$\$|\\\(|\\\)|\\\[|\\\]|\\(frac|sqrt|sum|mathbb|operatorname|begin|left|right)\b")
 
 
-def test_every_page_renders(browser):
+WIDTHS = (1280, 390)
+
+# Run in the page after MathJax: the facts the tests below check, gathered in one visit.
+_INSPECT = """() => {
+    const main = document.querySelector('main') || document.body;
+    const clone = main.cloneNode(true);
+    clone.querySelectorAll('pre, code, mjx-container, script, style, .highlight').forEach(e => e.remove());
+    const doc = document.documentElement;
+    const column = (document.querySelector('article.bd-article') || main).getBoundingClientRect();
+    const clipped = [];
+    for (const f of document.querySelectorAll('mjx-container[display="true"]')) {
+        const box = f.getBoundingClientRect();
+        const style = getComputedStyle(f);
+        const scrolls = ['auto', 'scroll'].includes(style.overflowX);
+        const wider = f.scrollWidth > f.clientWidth + 1;
+        if (box.right > column.right + 1 || box.left < column.left - 1 || (wider && !scrolls))
+            clipped.push((f.getAttribute('aria-label') || f.textContent || '').slice(0, 60) +
+                         ` (box ${Math.round(box.left)}-${Math.round(box.right)} px, column ` +
+                         `${Math.round(column.left)}-${Math.round(column.right)} px, content ${f.scrollWidth} px)`);
+    }
+    const wide = [];
+    if (doc.scrollWidth > doc.clientWidth + 1)
+        for (const e of main.querySelectorAll('*')) {
+            const r = e.getBoundingClientRect();
+            if (r.right > doc.clientWidth + 1 && r.width > 0 && getComputedStyle(e).position !== 'fixed')
+                wide.push(e.tagName.toLowerCase() + (e.className ? '.' + String(e.className).split(' ')[0] : ''));
+            if (wide.length > 4) break;
+        }
+    return {
+        prose: clone.innerText,
+        formulas: document.querySelectorAll('.math').length,
+        untypeset: [...document.querySelectorAll('.math')].filter(e => !e.querySelector('mjx-container')).length,
+        merror: document.querySelectorAll('mjx-merror').length,
+        images: [...document.images].map(i => [i.getAttribute('src'), i.complete && i.naturalWidth > 0]),
+        links: [...document.querySelectorAll('a[href]')].map(a => a.href),
+        ids: [...document.querySelectorAll('[id]')].map(e => e.id),
+        nav: [...document.querySelectorAll('nav.bd-docs-nav a[href]')].map(a => a.href),
+        scroll: [doc.scrollWidth, doc.clientWidth],
+        wide: wide,
+        clipped: clipped,
+    };
+}"""
+
+
+def _visit(browser, path: Path, width: int) -> dict:
+    "Open `path` at `width` px, wait for MathJax, and return what `_INSPECT` finds plus failures."
+    context = browser.new_context(viewport={"width": width, "height": 900})
+    page = context.new_page()
+    failed, errors = [], []
+    page.on("requestfailed", lambda r: failed.append(f"{r.url} ({r.failure})"))
+    page.on("console", lambda m: errors.append(m.text) if m.type == "error" else None)
+    page.on("pageerror", lambda e: errors.append(str(e)))
+    page.goto(path.as_uri(), wait_until="load")
+    if page.locator(".math").count():
+        # MathJax 3 resolves this promise when typesetting is done.
+        page.wait_for_function("() => window.MathJax && MathJax.startup && MathJax.startup.promise", timeout=30000)
+        page.evaluate("() => MathJax.startup.promise")
+    facts = page.evaluate(_INSPECT)
+    context.close()
+    facts.update(failed=failed, errors=errors)
+    return facts
+
+
+@pytest.fixture(scope="module")
+def visits(browser) -> dict[tuple[str, int], dict]:
+    "Every page of the toc, visited once at each width: {(page relative to the site, width): facts}."
     pages = _pages()
     assert pages, f"no pages under {SITE}"
+    return {(p.relative_to(SITE).as_posix(), w): _visit(browser, p, w) for p in pages for w in WIDTHS}
+
+
+def test_every_page_renders(visits):
     problems: list[str] = []
     n_math = n_img = 0
-    for page_path in pages:
-        page = browser.new_page()
-        failed, errors = [], []
-        page.on("requestfailed", lambda r: failed.append(f"{r.url} ({r.failure})"))
-        page.on("console", lambda m: errors.append(m.text) if m.type == "error" else None)
-        page.on("pageerror", lambda e: errors.append(str(e)))
-        page.goto(page_path.as_uri(), wait_until="load")
-        n_formulas = page.locator(".math").count()
-        if n_formulas:
-            # MathJax 3 resolves this promise when typesetting is done.
-            page.wait_for_function("() => window.MathJax && MathJax.startup && MathJax.startup.promise", timeout=30000)
-            page.evaluate("() => MathJax.startup.promise")
-            untypeset = page.evaluate(
-                "() => [...document.querySelectorAll('.math')].filter(e => !e.querySelector('mjx-container')).length")
-            if untypeset:
-                problems.append(f"{page_path.name}: {untypeset} of {n_formulas} formulas not typeset")
-            if page.locator("mjx-merror").count():
-                problems.append(f"{page_path.name}: MathJax reported a TeX error")
+    for (name, width), f in visits.items():
+        if width != WIDTHS[0]:
+            continue
+        if f["untypeset"]:
+            problems.append(f"{name}: {f['untypeset']} of {f['formulas']} formulas not typeset")
+        if f["merror"]:
+            problems.append(f"{name}: MathJax reported a TeX error")
         # Visible prose (code blocks excluded) must not contain TeX source.
-        prose = page.evaluate("""() => {
-            const main = document.querySelector('main') || document.body;
-            const clone = main.cloneNode(true);
-            clone.querySelectorAll('pre, code, mjx-container, script, style, .highlight').forEach(e => e.remove());
-            return clone.innerText; }""")
-        if m := RAW_TEX.search(prose):
-            problems.append(f"{page_path.name}: raw TeX visible: ...{prose[max(0, m.start() - 40):m.end() + 40]!r}...")
-        images = page.evaluate("""() => [...document.images].map(i => [i.getAttribute('src'), i.complete && i.naturalWidth > 0])""")
-        for src, ok in images:
-            if not ok:
-                problems.append(f"{page_path.name}: image not loaded: {src}")
-        n_math += n_formulas
-        n_img += len(images)
-        problems += [f"{page_path.name}: request failed: {f}" for f in failed]
-        problems += [f"{page_path.name}: console error: {e}" for e in errors]
-        page.close()
-    print(f"checked {len(pages)} pages, {n_math} formulas, {n_img} images")
+        if m := RAW_TEX.search(f["prose"]):
+            problems.append(f"{name}: raw TeX visible: ...{f['prose'][max(0, m.start() - 40):m.end() + 40]!r}...")
+        problems += [f"{name}: image not loaded: {src}" for src, ok in f["images"] if not ok]
+        n_math += f["formulas"]
+        n_img += len(f["images"])
+    for (name, width), f in visits.items():      # at either width
+        problems += [f"{name} at {width} px: request failed: {x}" for x in f["failed"]]
+        problems += [f"{name} at {width} px: console error: {x}" for x in f["errors"]]
+    print(f"checked {len(visits) // len(WIDTHS)} pages, {n_math} formulas, {n_img} images")
+    assert not problems, "\n".join(problems)
+
+
+def test_every_toc_page_is_in_the_navigation(visits):
+    "The sidebar of the first page links every page of the toc (so every page can be reached by clicking)."
+    start = visits[("intro.html", WIDTHS[0])]
+    linked = {_site_path(url)[0] for url in start["nav"]}
+    missing = [f for f in _toc_files()[1:] if f"{f}.html" not in linked]
+    assert not missing, f"pages of _toc.yml that the navigation does not link: {missing}"
+
+
+def _site_path(url: str) -> tuple[str | None, str]:
+    "(path relative to the site, fragment) of a file:// URL inside the site; (None, '') for any other URL."
+    from urllib.parse import unquote, urlsplit
+    parts = urlsplit(url)
+    if parts.scheme != "file":
+        return None, ""
+    path = Path(unquote(parts.path))
+    try:
+        return path.relative_to(SITE).as_posix(), unquote(parts.fragment)
+    except ValueError:
+        return None, ""
+
+
+def _ids_of(relative: str, visits: dict) -> set[str]:
+    if (relative, WIDTHS[0]) in visits:
+        return set(visits[(relative, WIDTHS[0])]["ids"])
+    text = (SITE / relative).read_text(encoding="utf-8", errors="replace")
+    return set(re.findall(r"""\sid=["']([^"']+)["']""", text))
+
+
+def test_every_internal_link_resolves(visits):
+    "Every link of every page to a file of the site finds the file, and the anchor it names on it."
+    problems, checked = set(), 0
+    for (name, width), f in visits.items():
+        if width != WIDTHS[0]:
+            continue
+        for url in f["links"]:
+            if url.startswith("file:") and _site_path(url)[0] is None:
+                problems.add(f"{name}: link leaves the site: {url}")
+                continue
+            target, fragment = _site_path(url)
+            if target is None:
+                continue                     # http(s), mailto: not ours to check offline
+            checked += 1
+            if not (SITE / target).is_file():
+                problems.add(f"{name}: link to a missing file: {target}")
+            elif fragment and target.endswith(".html") and fragment not in _ids_of(target, visits):
+                problems.add(f"{name}: link to a missing anchor: {target}#{fragment}")
+    print(f"checked {checked} internal links")
+    assert not problems, "\n".join(sorted(problems))
+
+
+def test_no_page_scrolls_sideways_or_clips_a_formula(visits):
+    problems = []
+    for (name, width), f in visits.items():
+        scroll, client = f["scroll"]
+        if scroll > client + 1:
+            problems.append(f"{name} at {width} px: the page scrolls horizontally ({scroll} > {client} px): {f['wide']}")
+        problems += [f"{name} at {width} px: display formula cut off: {c}" for c in f["clipped"]]
+    assert not problems, "\n".join(problems)
+
+
+def _search(browser, query: str) -> list[str]:
+    "The result pages (relative to the site) that the built site's own search lists for `query`."
+    from urllib.parse import quote
+    page = browser.new_page()
+    page.goto((SITE / "search.html").as_uri() + "?q=" + quote(query), wait_until="load")
+    page.wait_for_function("""() => { const s = document.querySelector('#search-results .search-summary, #search-results p');
+                                      return s && /found|did not match|no pages/i.test(s.innerText); }""", timeout=30000)
+    hrefs = page.evaluate("() => [...document.querySelectorAll('#search-results ul.search li a')].map(a => a.href)")
+    page.close()
+    return [_site_path(h)[0] for h in hrefs]
+
+
+@pytest.mark.parametrize("query, expected", [("attention", "nbs/01_attention.html"), ("注意力", "glossary.html")])
+def test_search_finds(browser, query, expected):
+    results = _search(browser, query)
+    assert expected in results, f"searching {query!r} does not list {expected}: {results[:10]}"
+
+
+def test_glossary_links_land_on_their_sections(browser):
+    "Each glossary entry links a chapter's section; opening the link scrolls that section into view."
+    glossary = browser.new_page()
+    glossary.goto((SITE / "glossary.html").as_uri(), wait_until="load")
+    hrefs = glossary.evaluate("() => [...document.querySelectorAll('dl.glossary dd a.reference.internal')].map(a => a.href)")
+    glossary.close()
+    targets: dict[str, list[str]] = {}
+    for h in hrefs:
+        page, fragment = _site_path(h)
+        if fragment:
+            targets.setdefault(page, []).append(fragment)
+    assert len(targets) >= 10, f"the glossary links sections of only {len(targets)} pages: {hrefs[:5]}"
+    problems = []
+    page = browser.new_page(viewport={"width": 1280, "height": 900})
+    for target, fragments in targets.items():
+        for fragment in fragments:
+            page.goto((SITE / target).as_uri() + "#" + fragment, wait_until="load")
+            where = page.evaluate("""(id) => { const e = document.getElementById(id);
+                if (!e) return null;
+                const h = e.querySelector('h1, h2, h3, h4') || e;
+                return [e.tagName.toLowerCase(), h.getBoundingClientRect().top, window.innerHeight, h.innerText]; }""", fragment)
+            if where is None:
+                problems.append(f"{target}#{fragment}: no such section")
+            elif where[0] != "section" or not (-5 <= where[1] < where[2] - 40):
+                problems.append(f"{target}#{fragment}: lands at {where[1]:.0f} px of {where[2]} ({where[0]} {where[3]!r})")
+    page.close()
     assert not problems, "\n".join(problems)
 
 
