@@ -764,8 +764,8 @@ def sdpa_kernel(model: nn.Module, idx: Tensor, amp_dtype: torch.dtype | None = N
             self.ops.add(func.overloadpacket.__name__)
             return func(*args, **(kwargs or {}))
 
-    class Found(Exception):
-        "Raised after the first attention call: the rest of the forward pass is not needed."
+    class Found(BaseException):
+        "Raised after the first attention call (past any `except Exception` in the model): the rest is not needed."
 
     class Calls(TorchFunctionMode):
         called = False
