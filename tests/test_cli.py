@@ -395,3 +395,25 @@ def test_fp16_on_this_cpu_gives_one_line(tmp_path):
             "--device", "cpu", check_status=2)
     assert r.stderr.count("\n") == 1 and "--precision: precision='fp16' needs a GPU or a CPU with native float16" in r.stderr
     assert not (tmp_path / "new").exists()
+
+
+def test_tokenize_with_a_bpe_tokenizer_gives_the_ids_of_the_whole_text(tmp_path):
+    "The pieces tokenize encodes (cut at a newline between non-spaces) give a BPE the whole text's ids."
+    import random
+    import numpy as np
+    from transformer_lit.cli import _text_pieces
+    from transformer_lit.tokenizer import BPETokenizer, load_corpus
+    text = load_corpus()[:60_000]
+    tok = BPETokenizer.train(text, 300)
+    rng = random.Random(0)                                   # and a text made of the awkward cases
+    awkward = "".join(rng.choice(["a", "b", " ", "\n", "  ", "\n\n", "'s", "1", ".", " \n"]) for _ in range(20_000))
+    for t, size in ((text, 997), (awkward, 50)):
+        pieces = list(_text_pieces(t, size))
+        assert len(pieces) > 20 and "".join(pieces) == t
+        assert [i for p in pieces for i in tok.encode(p)] == tok.encode(t)
+    tok.save(tmp_path / "bpe.json")
+    (tmp_path / "text.txt").write_text(text)
+    r = run("tokenize", "--data", tmp_path / "text.txt", "--out", tmp_path / "text.bin", "--tokenizer", tmp_path / "bpe.json")
+    assert "vocabulary 300" in r.stdout
+    ids = np.fromfile(tmp_path / "text.bin", dtype=np.uint16, offset=64)
+    assert ids.tolist() == tok.encode(text)
