@@ -12,8 +12,12 @@ gathered to rank 0 and written atomically in the one-process format: it must end
 run ends, and its step-10 checkpoint must load into a plain GPT and continue in a single process to the
 same weights. About a minute on this 2-core machine, most of it starting processes.
 
-Not covered here (no GPU): NCCL, FSDP with bf16/fp16 autocast or torch.compile, fused AdamW on sharded
-parameters, more than one node.
+A third FSDP run autocasts to bfloat16 and must track the one-process float32 run within the tolerance of
+tests/test_precision.py. (FSDP with --compile also runs on this CPU, through the command line; it is not
+repeated here, to keep the file near a minute.)
+
+Not covered here (no GPU): NCCL, FSDP with fp16 and its gradient scaler on sharded gradients, fused AdamW
+on sharded parameters, FSDP's own mixed-precision policy (we autocast instead), more than one node.
 """
 from __future__ import annotations
 
@@ -110,3 +114,14 @@ def test_fsdp_accumulation_resume_and_one_process_resume(one):
     _assert_same_run(ref, single, evaluations=False)
     w = load_file(resumed["path"] / "model.safetensors")
     assert "tok_emb.weight" not in w or "lm_head.weight" not in w   # the tied matrix once
+
+
+def test_fsdp_with_bf16_tracks_one_fp32_process(one):
+    from transformer_lit.training import load_checkpoint
+    d, ref = one
+    _run([*TORCHRUN, SCRIPT, "--out", d / "bf16", "--batch-size", "4", "--strategy", "fsdp", "--precision", "bf16"], d)
+    bf16 = load_checkpoint(d / "bf16")
+    assert bf16["train_config"]["precision"] == "bf16"
+    gaps = [abs(a - b) for a, b in zip(ref["trainer_state"]["history"]["loss"], bf16["trainer_state"]["history"]["loss"])]
+    print(f"FSDP bf16 vs one process fp32: largest loss difference {max(gaps):.4f}, mean {sum(gaps) / len(gaps):.4f}")
+    assert len(gaps) == 20 and 0 < max(gaps) < 0.12 and sum(gaps) / len(gaps) < 0.03

@@ -34,6 +34,7 @@ def main(argv=None):
     ap.add_argument("--grad-accum", type=int, default=1)
     ap.add_argument("--steps", type=int, default=20)
     ap.add_argument("--strategy", default="ddp")
+    ap.add_argument("--precision", default="fp32")
     ap.add_argument("--until", type=int, default=None, help="stop after this step (a run interrupted there)")
     ap.add_argument("--resume", action="store_true", help="continue the run in --out from its latest checkpoint")
     ap.add_argument("--report", action="store_true", help="every rank writes rank<R>.json (local parameter count)")
@@ -46,7 +47,7 @@ def main(argv=None):
     model = GPT(model_config(tok.vocab_size))
     cfg = TrainConfig(block_size=32, batch_size=args.batch_size, grad_accum_steps=args.grad_accum,
                       max_steps=args.steps, lr=3e-3, warmup_steps=5, eval_interval=10, eval_batches=2,
-                      device="cpu", strategy=args.strategy, progress=False)
+                      device="cpu", strategy=args.strategy, precision=args.precision, progress=False)
     trainer = Trainer(model, train, val, cfg, out_dir=args.out, tokenizer=tok)
     if args.resume:
         trainer.resume()
