@@ -7,7 +7,7 @@ a desktop width (1280 px) and once at a phone's (390 px), and checks that
 - MathJax typeset every formula (no raw TeX left), every image loaded, no request failed and no
   console error was logged;
 - every internal link (pages, anchors, downloads) resolves: the file exists and the anchor is an id
-  on the page it points to;
+  on the page it points to; a link that reads "chapter 5" leads to the page titled "5. ...";
 - at both widths no page scrolls horizontally and no display formula is cut off: a formula wider
   than the column scrolls inside its own box (`_static/book.css`);
 - the site's search finds the attention chapter for "attention" and the glossary for "注意力";
@@ -139,6 +139,9 @@ _INSPECT = """() => {
         merror: document.querySelectorAll('mjx-merror').length,
         images: [...document.images].map(i => [i.getAttribute('src'), i.complete && i.naturalWidth > 0]),
         links: [...document.querySelectorAll('a[href]')].map(a => a.href),
+        chapter_links: [...document.querySelectorAll('main a.reference.internal')]
+            .filter(a => /^(chapters? )?\\d+$/i.test(a.innerText.trim())).map(a => [a.href, a.innerText.trim()]),
+        title: (document.querySelector('main h1') || {innerText: ''}).innerText.replace(/#$/, '').trim(),
         ids: [...document.querySelectorAll('[id]')].map(e => e.id),
         nav: [...document.querySelectorAll('nav.bd-docs-nav a[href]')].map(a => a.href),
         scroll: [doc.scrollWidth, doc.clientWidth],
@@ -246,6 +249,27 @@ def test_every_internal_link_resolves(visits):
                 problems.add(f"{name}: link to a missing anchor: {target}#{fragment}")
     print(f"checked {checked} internal links")
     assert not problems, "\n".join(sorted(problems))
+
+
+def test_chapter_numbers_in_links_match_their_targets(visits):
+    "A cross-reference written as \"chapter 5\" ({doc}`chapter 5 <05_encoder>`) leads to the page titled \"5. ...\"."
+    titles = {name: f["title"] for (name, width), f in visits.items()}
+    problems, checked = [], 0
+    for (name, width), f in visits.items():
+        if width != WIDTHS[0]:
+            continue
+        for url, text in f["chapter_links"]:
+            target, _ = _site_path(url)
+            if not (target or "").startswith("nbs/"):
+                continue                        # a citation's year, say
+            number = re.search(r"\d+", text).group(0)
+            title = titles.get(target, "")
+            checked += 1
+            if not title.startswith(f"{number}."):
+                problems.append(f"{name}: the link {text!r} leads to {target}, titled {title!r}")
+    print(f"checked {checked} chapter cross-references")
+    assert checked, "no chapter cross-reference found"
+    assert not problems, "\n".join(problems)
 
 
 def test_no_page_scrolls_sideways_or_clips_a_formula(visits):

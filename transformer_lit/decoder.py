@@ -70,6 +70,7 @@ class DecoderLayer(nn.Module):
         self.cross_attn_weights: Tensor | None = None
 
     def extra_repr(self) -> str:
+        "The placement of the norms (pre- or post-norm), shown by `print(module)`."
         return f"norm_first={self.norm_first}"
 
     def _self(self, x, tgt_key_padding_mask, tgt_mask, is_causal, need_weights, cache) -> Tensor:
@@ -87,6 +88,7 @@ class DecoderLayer(nn.Module):
     def forward(self, x: Tensor, memory: Tensor, *, tgt_key_padding_mask: Tensor | None = None,
                 memory_key_padding_mask: Tensor | None = None, tgt_mask: Tensor | None = None,
                 is_causal: bool = True, need_weights: bool = False, cache: DecoderCache | None = None) -> Tensor:
+        "One decoder layer on `x` `(B, T, d_model)`: masked self-attention, cross-attention to `memory` `(B, S, d_model)` and the feed-forward network. Returns `(B, T, d_model)`."
         for name, t in (("x", x), ("memory", memory)):
             check_tensor(t, name, "DecoderLayer", floating=True)
             if t.ndim != 3 or t.shape[-1] != self.d_model:
@@ -128,6 +130,7 @@ class Decoder(nn.Module):
     def forward(self, x: Tensor, memory: Tensor, *, tgt_key_padding_mask: Tensor | None = None,
                 memory_key_padding_mask: Tensor | None = None, tgt_mask: Tensor | None = None,
                 is_causal: bool = True, need_weights: bool = False, caches: list[DecoderCache] | None = None) -> Tensor:
+        "Every layer in turn on `x` `(B, T, d_model)`, reading `memory` `(B, S, d_model)`, with one `DecoderCache` per layer when decoding step by step: `(B, T, d_model)`."
         if caches is not None and len(caches) != len(self.layers):
             raise ValueError(f"Decoder: caches must hold one DecoderCache per layer ({len(self.layers)}), got {len(caches)}")
         for i, layer in enumerate(self.layers):
@@ -272,6 +275,7 @@ class Transformer(nn.Module):
         return self.out_proj(x)                                           # (B, T, V)
 
     def forward(self, src: Tensor, tgt: Tensor) -> Tensor:
+        "Teacher forcing: the logits `(B, T, tgt_vocab)` for the next token at each position of `tgt` `(B, T)`, given `src` `(B, S)`."
         _check_ids("Transformer", "src", src, self.src_embed.num_embeddings)
         _check_ids("Transformer", "tgt", tgt, self.tgt_embed.num_embeddings)
         if src.shape[0] != tgt.shape[0]:
@@ -485,6 +489,7 @@ class CharVocab:
         return len(self.itos)
 
     def encode(self, text: str, bos: bool = False, eos: bool = False) -> list[int]:
+        "The ids of the characters of `text`, after `<bos>` and before `<eos>` if asked; a `ValueError` for an unknown character."
         unknown = sorted(set(text) - self.stoi.keys())
         if unknown:
             raise ValueError(f"CharVocab.encode: characters {unknown} of {text!r} are not in the vocabulary")

@@ -38,9 +38,11 @@ class FeedForward(nn.Module):
         self.dropout = nn.Dropout(dropout)
 
     def extra_repr(self) -> str:
+        "The activation, shown by `print(module)`."
         return f"activation={self.activation!r}"
 
     def forward(self, x: Tensor) -> Tensor:
+        "`linear2(dropout(activation(linear1(x))))`, applied to each position of `x` `(B, T, d_model)` on its own."
         h = ACTIVATIONS[self.activation](self.linear1(x))   # (B, T, d_ff)
         return self.linear2(self.dropout(h))                 # (B, T, d_model)
 
@@ -71,6 +73,7 @@ class EncoderLayer(nn.Module):
         self.attn_weights: Tensor | None = None
 
     def extra_repr(self) -> str:
+        "The placement of the norms (pre- or post-norm), shown by `print(module)`."
         return f"norm_first={self.norm_first}"
 
     def _attend(self, x: Tensor, key_padding_mask, attn_mask, is_causal, need_weights, cache) -> Tensor:
@@ -81,6 +84,7 @@ class EncoderLayer(nn.Module):
 
     def forward(self, x: Tensor, *, key_padding_mask: Tensor | None = None, attn_mask: Tensor | None = None,
                 is_causal: bool = False, need_weights: bool = False, cache: KVCache | None = None) -> Tensor:
+        "One encoder layer on `x` `(B, T, d_model)`: self-attention and the feed-forward network, each with a residual connection and a layer norm; with `is_causal` and a `cache`, a GPT block. Returns `(B, T, d_model)`."
         check_tensor(x, "x", "EncoderLayer", floating=True)
         if x.ndim != 3 or x.shape[-1] != self.d_model:
             got = tuple(x.shape)
@@ -114,6 +118,7 @@ class Encoder(nn.Module):
 
     def forward(self, x: Tensor, key_padding_mask: Tensor | None = None, *, attn_mask: Tensor | None = None,
                 is_causal: bool = False, need_weights: bool = False) -> Tensor:
+        "Every layer in turn on `x` `(B, T, d_model)` (then the final norm, if any): `(B, T, d_model)`."
         for layer in self.layers:
             x = layer(x, key_padding_mask=key_padding_mask, attn_mask=attn_mask, is_causal=is_causal,
                       need_weights=need_weights)                      # (B, T, C)

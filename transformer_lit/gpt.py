@@ -38,6 +38,7 @@ class GPT2FeedForward(FeedForward):
         self.activation = "gelu_tanh"
 
     def forward(self, x: Tensor) -> Tensor:
+        "GPT-2's MLP on `x` `(B, T, C)`: `linear2(GELU_tanh(linear1(x)))`."
         return self.linear2(F.gelu(self.linear1(x), approximate="tanh"))   # (B, T, C)
 
 # %% ../nbs/09_gpt.ipynb #b1ba4af6
@@ -153,6 +154,7 @@ class GPT(nn.Module):
 
     def forward(self, idx: Tensor, targets: Tensor | None = None, *, caches: list[KVCache] | None = None,
                 last_only: bool = False, need_weights: bool = False) -> tuple[Tensor, Tensor | None]:
+        "The logits `(B, T, vocab_size)` for the next token at each position of `idx` `(B, T)` (only the last position with `last_only`), and the mean cross-entropy against `targets` (None without). With `caches`, one `KVCache` per block, `idx` continues the cached sequence."
         c = self.config
         if not isinstance(idx, Tensor) or idx.ndim != 2 or idx.dtype not in (torch.int64, torch.int32):
             got = f"{idx.dtype} tensor of shape {tuple(idx.shape)}" if isinstance(idx, Tensor) else type(idx).__name__
@@ -277,6 +279,7 @@ class PreallocatedKVCache(KVCache):
         return self._end - self._start
 
     def reset(self):
+        "Forget every cached key and value and release the buffers, so the cache can serve a new sequence."
         super().reset()
         self._kbuf = self._vbuf = None
         self._start = self._end = 0

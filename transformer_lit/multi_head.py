@@ -57,6 +57,7 @@ class KVCache:
         return 0 if self.k is None else self.k.shape[-2]
 
     def reset(self):
+        "Forget every cached key and value, so the cache can serve a new sequence."
         self.k = self.v = None
         self.offset = 0
 
@@ -207,6 +208,7 @@ class MultiHeadAttention(nn.Module):
         self.position = position
 
     def extra_repr(self) -> str:
+        "The layer's sizes and dropout, shown by `print(module)`."
         return f"d_model={self.d_model}, n_heads={self.n_heads}, dropout={self.dropout}"
 
     def _rows(self, i: int, j: int) -> tuple[Tensor, Tensor | None]:

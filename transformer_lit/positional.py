@@ -59,6 +59,7 @@ class SinusoidalPositionalEncoding(nn.Module):
         self.dropout = nn.Dropout(dropout)
 
     def forward(self, x: Tensor, offset: int = 0) -> Tensor:
+        "`x` `(B, T, C)` plus the encodings of positions `offset .. offset + T - 1` (then dropout)."
         _check_absolute_input("SinusoidalPositionalEncoding", x, offset, self.d_model, self.max_len)
         return self.dropout(x + self.pe[offset:offset + x.shape[1]].to(x.dtype))   # (B, T, C)
 
@@ -77,6 +78,7 @@ class LearnedPositionalEmbedding(nn.Module):
         self.dropout = nn.Dropout(dropout)
 
     def forward(self, x: Tensor, offset: int = 0) -> Tensor:
+        "`x` `(B, T, C)` plus the learned vectors of positions `offset .. offset + T - 1` (then dropout)."
         _check_absolute_input("LearnedPositionalEmbedding", x, offset, self.d_model, self.max_len)
         return self.dropout(x + self.weight[offset:offset + x.shape[1]])            # (B, T, C)
 
@@ -108,6 +110,7 @@ class ShawRelativePosition(PositionHook):
         return relative_positions(T_q, T_k, q_offset, device).clamp(-R, R) + R
 
     def score_bias(self, q: Tensor, k: Tensor, q_offset: int = 0) -> Tensor:
+        "The key term of Shaw et al., `q_i . w^K_{clip(j - i)} / sqrt(hs)`, added to the scores: `(B, nh, T_q, T_k)`."
         B, nh, T_q, hs = q.shape
         if hs != self.head_dim:
             raise ValueError(f"ShawRelativePosition: head size {hs} of q {tuple(q.shape)} != head_dim {self.head_dim}")
@@ -116,6 +119,7 @@ class ShawRelativePosition(PositionHook):
         return per_distance.gather(-1, idx) / math.sqrt(hs)                # (B, nh, T_q, T_k)
 
     def value_term(self, weights: Tensor, q_offset: int = 0) -> Tensor | None:
+        "The value term, `sum_j a_ij w^V_{clip(j - i)}` from the attention `weights`: `(B, nh, T_q, hs)`, or None without a value table."
         if self.value_table is None:
             return None
         B, nh, T_q, T_k = weights.shape
@@ -160,6 +164,7 @@ class T5RelativeBias(PositionHook):
         self.bias = nn.Parameter(torch.randn(num_buckets, n_heads) * 0.02)         # (buckets, nh)
 
     def score_bias(self, q: Tensor, k: Tensor, q_offset: int = 0) -> Tensor:
+        "One learned scalar per head and distance bucket, added to the scores: `(1, nh, T_q, T_k)`."
         if q.shape[1] != self.n_heads:
             raise ValueError(f"T5RelativeBias: q {tuple(q.shape)} has {q.shape[1]} heads, expected n_heads={self.n_heads}")
         rel = relative_positions(q.shape[-2], k.shape[-2], q_offset, q.device)          # (T_q, T_k)
@@ -190,6 +195,7 @@ class ALiBi(PositionHook):
         self.register_buffer("slopes", alibi_slopes(n_heads), persistent=False)   # (nh,)
 
     def score_bias(self, q: Tensor, k: Tensor, q_offset: int = 0) -> Tensor:
+        "The fixed penalty `-m_h |i - j|` of each head, added to the scores: `(1, nh, T_q, T_k)`."
         if q.shape[1] != self.n_heads:
             raise ValueError(f"ALiBi: q {tuple(q.shape)} has {q.shape[1]} heads, expected n_heads={self.n_heads}")
         distance = relative_positions(q.shape[-2], k.shape[-2], q_offset, q.device).abs()    # (T_q, T_k)
@@ -247,6 +253,7 @@ class RotaryEmbedding(PositionHook):
         return rope_rotate(x, *self.cos_sin(start, x.shape[-2], x.dtype))
 
     def transform_qk(self, q: Tensor, k: Tensor, q_offset: int = 0) -> tuple[Tensor, Tensor]:
+        "`q` rotated by the angles of its positions (from `q_offset`) and `k` by those of positions `0 .. T_k - 1`."
         return self.rotate(q, q_offset), self.rotate(k, 0)                 # (B, nh, T_q, hs), (B, nh, T_k, hs)
 
 # %% ../nbs/04_positional_encoding.ipynb #d51487a6

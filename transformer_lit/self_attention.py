@@ -32,6 +32,7 @@ class SelfAttention(nn.Module):
         self.out_proj = nn.Linear(d_head, d_model, bias=bias)  # W^O
 
     def forward(self, x: Tensor, mask: Tensor | None = None, is_causal: bool = False) -> tuple[Tensor, Tensor]:
+        "Self-attention over `x` `(B, T, d_model)`, optionally causal and/or masked: returns the output `(B, T, d_model)` and the weights `(B, T, T)`."
         check_tensor(x, "x", "SelfAttention", floating=True)
         if x.ndim != 3 or x.shape[-1] != self.d_model:
             got = tuple(x.shape)

@@ -171,9 +171,11 @@ class CharTokenizer:
 
     @property
     def vocab_size(self) -> int:
+        "The number of ids: one per character of the vocabulary."
         return len(self.chars)
 
     def encode(self, text: str) -> list[int]:
+        "The ids of the characters of `text` (an unknown character maps to `unk` if set, else is a `ValueError`)."
         if not isinstance(text, str):
             raise TypeError(f"CharTokenizer.encode: text must be a str, got {type(text).__name__}")
         stoi = self.stoi
@@ -190,6 +192,7 @@ class CharTokenizer:
                          f"it, or build it with unk=... to map unknown characters to one of the vocabulary")
 
     def decode(self, ids) -> str:
+        "The text of `ids`, a list or 1-D tensor of ints in `[0, vocab_size)`."
         ids = _as_id_list(ids, "CharTokenizer.decode")
         bad = next((i for i in ids if not 0 <= i < self.vocab_size), None)
         if bad is not None:
@@ -197,6 +200,7 @@ class CharTokenizer:
         return "".join(self.chars[i] for i in ids)
 
     def to_dict(self) -> dict:
+        "A JSON-ready description from which `from_dict` rebuilds the same tokenizer."
         return {"type": "char", "chars": "".join(self.chars), "unk": self.unk}
 
     def save(self, path) -> Path:
@@ -205,6 +209,7 @@ class CharTokenizer:
 
     @classmethod
     def from_dict(cls, d: dict) -> "CharTokenizer":
+        "The tokenizer that `to_dict` described."
         if not isinstance(d, dict):
             raise TypeError(f"CharTokenizer.from_dict: expected a dict, got {type(d).__name__}")
         if d.get("type") != "char":
@@ -214,6 +219,7 @@ class CharTokenizer:
 
     @classmethod
     def load(cls, path) -> "CharTokenizer":
+        "The tokenizer saved as JSON at `path` (by `save`)."
         return cls.from_dict(_read_json(path, "CharTokenizer.load"))
 
     def __repr__(self):
@@ -334,6 +340,7 @@ class BPETokenizer:
 
     @property
     def vocab_size(self) -> int:
+        "The number of ids: the 256 bytes plus one per merge."
         return len(self.vocab)
 
     @classmethod
@@ -438,6 +445,7 @@ class BPETokenizer:
         return self.vocab[i].decode("utf-8", errors="backslashreplace")
 
     def to_dict(self) -> dict:
+        "A JSON-ready description (pattern, merges, and the vocabulary when the ids are GPT-2's) from which `from_dict` rebuilds the same tokenizer."
         d = {"type": "bpe", "pattern": PRETOKENIZE_PATTERN, "merges": [list(m) for m in self.merges]}
         if not self._plain_layout:                                # GPT-2's ids: spell out every token
             b2u = bytes_to_unicode()
@@ -450,6 +458,7 @@ class BPETokenizer:
 
     @classmethod
     def from_dict(cls, d: dict) -> "BPETokenizer":
+        "The tokenizer that `to_dict` described; refuses a different pre-tokenizer pattern."
         if not isinstance(d, dict):
             raise TypeError(f"BPETokenizer.from_dict: expected a dict, got {type(d).__name__}")
         if d.get("type") != "bpe":
@@ -466,6 +475,7 @@ class BPETokenizer:
 
     @classmethod
     def load(cls, path) -> "BPETokenizer":
+        "The tokenizer saved as JSON at `path` (by `save`)."
         return cls.from_dict(_read_json(path, "BPETokenizer.load"))
 
     @classmethod
