@@ -417,3 +417,36 @@ def test_tokenize_with_a_bpe_tokenizer_gives_the_ids_of_the_whole_text(tmp_path)
     assert "vocabulary 300" in r.stdout
     ids = np.fromfile(tmp_path / "text.bin", dtype=np.uint16, offset=64)
     assert ids.tolist() == tok.encode(text)
+
+
+def test_arch_llama_trains_resumes_and_generates(tmp_path):
+    "`--arch llama` (chapter 11, found through the entry-point group transformer_lit.architectures)."
+    (tmp_path / "verse.txt").write_text(VERSE)
+    r = run("train", "--data", tmp_path / "verse.txt", "--out", tmp_path / "run", "--arch", "llama",
+            "--n-kv-head", "1", "--no-progress", *TINY)
+    assert "training a Llama of" in r.stdout
+    saved = json.loads((tmp_path / "run" / "step_00000006" / "config.json").read_text())["model_config"]
+    assert saved["arch"] == "llama" and saved["n_kv_head"] == 1
+    cut = tmp_path / "cut"
+    shutil.copytree(tmp_path / "run", cut)
+    shutil.rmtree(cut / "step_00000006")
+    (cut / "latest").write_text("step_00000003")
+    again = run("train", "--out", cut, "--resume", "--no-progress")
+    assert "resumed" in again.stdout and val_loss(again.stdout) == val_loss(r.stdout)
+    text = run("generate", "--ckpt", tmp_path / "run", "--prompt", "Shall", "--max-new-tokens", "20").stdout
+    assert text.startswith("Shall") and len(text.rstrip("\n")) == len("Shall") + 20
+
+
+@pytest.mark.parametrize("args, needle", [
+    (["--arch", "llama", "--n-head", "4", "--n-kv-head", "3"], "n_kv_head"),
+    (["--arch", "gpt2", "--n-kv-head", "2"], "--n-kv-head: gpt2"),
+    (["--arch", "llama", "--position", "alibi"], "--position: --arch llama uses rope"),
+    (["--arch", "mamba"], "--arch"),
+])
+def test_arch_mistakes_give_one_line(tmp_path, args, needle):
+    (tmp_path / "verse.txt").write_text(VERSE)
+    tiny = [a for a in TINY]
+    if "--n-head" in args:                                     # the case's own head count replaces TINY's
+        i = tiny.index("--n-head"); del tiny[i:i + 2]
+    r = run("train", "--data", tmp_path / "verse.txt", "--out", tmp_path / "run", *tiny, *args, check_status=2)
+    assert needle in r.stderr and len(r.stderr.strip().splitlines()) == 1, r.stderr

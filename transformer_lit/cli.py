@@ -6,6 +6,7 @@
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import math
 import os
@@ -15,7 +16,8 @@ from pathlib import Path
 
 # %% auto #0
 __all__ = ['positive_int', 'nonnegative_int', 'positive_float', 'nonnegative_float', 'probability', 'fraction', 'COMMANDS_GROUP',
-           'BUILTIN_COMMANDS', 'build_parser', 'main', 'load_commands']
+           'BUILTIN_COMMANDS', 'ARCHITECTURES_GROUP', 'build_parser', 'main', 'load_commands', 'architectures',
+           'load_architecture']
 
 # %% ../nbs/10_cli.ipynb #2653fcfe
 class _Parser(argparse.ArgumentParser):
@@ -70,7 +72,12 @@ def build_parser(commands: dict | None = None) -> argparse.ArgumentParser:
     m.add_argument("--n-embd", type=positive_int, default=128, help="width of the model (divisible by --n-head)")
     m.add_argument("--block-size", type=positive_int, default=64, help="context length in characters")
     m.add_argument("--dropout", type=_number(float, 0, False, 0.99, "a number in [0, 1)"), default=0.0, help="dropout rate")
-    m.add_argument("--position", choices=["learned", "rope", "alibi"], default="learned", help="position scheme (chapter 4)")
+    m.add_argument("--arch", choices=architectures(), default="gpt2",
+                   help="model: gpt2 (chapter 9) or one that an installed chapter registers, e.g. llama (chapter 11)")
+    m.add_argument("--n-kv-head", type=positive_int, default=None,
+                   help="key/value heads for grouped-query attention (--arch llama; default: --n-head)")
+    m.add_argument("--position", choices=["learned", "rope", "alibi"], default=None,
+                   help="position scheme (chapter 4); gpt2's default is learned, llama always uses rope")
     o = t.add_argument_group("optimisation")
     o.add_argument("--batch-size", type=positive_int, default=12, help="windows per step (and process)")
     o.add_argument("--grad-accum-steps", type=positive_int, default=1,
@@ -221,15 +228,29 @@ def _train(args) -> int:
                          f"differs from the one in {str(run_file)!r})")
     if args.resume:
         ck = load_checkpoint(out)                                            # the latest checkpoint
-        config, tok = GPTConfig.from_dict(ck["model_config"]), tokenizer_from_dict(ck["tokenizer"])
+        saved_model = dict(ck["model_config"])
+        arch = saved_model.pop("arch", "gpt2")                               # checkpoints before --arch: gpt2
+        Model, Config = load_architecture(arch)
+        config, tok = Config.from_dict(saved_model), tokenizer_from_dict(ck["tokenizer"])
         saved = ck["train_config"]
         cfg = TrainConfig.from_dict({**saved, "device": args.device, "progress": not args.no_progress,
                                      "precision": args.precision or saved.get("precision", "fp32"),
                                      "compile": args.compile or saved.get("compile", False), "strategy": args.strategy})
     else:
         tok = info["tokenizer"] if tokens is not None else CharTokenizer.train(text)
-        config = GPTConfig(vocab_size=tok.vocab_size, block_size=args.block_size, n_layer=args.n_layer,
-                           n_head=args.n_head, n_embd=args.n_embd, dropout=args.dropout, position=args.position)
+        arch = args.arch
+        Model, Config = load_architecture(arch)
+        common = dict(vocab_size=tok.vocab_size, block_size=args.block_size, n_layer=args.n_layer,
+                      n_head=args.n_head, n_embd=args.n_embd, dropout=args.dropout)
+        if arch == "gpt2":
+            if args.n_kv_head is not None:
+                raise ValueError(f"--n-kv-head: gpt2 has one key/value head per query head; grouped-query "
+                                 f"attention needs --arch llama (got --n-kv-head {args.n_kv_head})")
+            config = Config(**common, position=args.position or "learned")
+        else:
+            if args.position not in (None, "rope"):
+                raise ValueError(f"--position: --arch {arch} uses rope, got {args.position!r}")
+            config = Config(**common, n_kv_head=args.n_kv_head)
         cfg = TrainConfig(block_size=args.block_size, batch_size=args.batch_size, grad_accum_steps=args.grad_accum_steps,
                           max_steps=args.max_steps,
                           lr=args.lr, warmup_steps=args.warmup_steps, min_lr_ratio=args.min_lr / args.lr,
@@ -253,8 +274,9 @@ def _train(args) -> int:
                          f"block_size + 1 {what}")
     train_ids, val_ids = train_val_split(ids, val_fraction)
     torch.manual_seed(cfg.seed)
-    model = GPT(config)
-    trainer = Trainer(model, train_ids, val_ids, cfg, out_dir=out, tokenizer=tok)
+    model = Model(config)
+    trainer = Trainer(model, train_ids, val_ids, cfg, out_dir=out, tokenizer=tok,
+                      model_config={"arch": arch, **dataclasses.asdict(config)})
     if args.resume:
         trainer.resume()                                                      # refuses other data, too
         say(f"resumed {str(out)!r} at step {trainer.step} of {cfg.max_steps}")
@@ -267,7 +289,7 @@ def _train(args) -> int:
             atomic_write_bytes(run_file, json.dumps(run).encode())
         corpus = (f"{len(ids):,} tokens of {str(tokens)!r} (vocabulary {tok.vocab_size})" if tokens is not None
                   else f"{len(text):,} characters ({tok.vocab_size} distinct)")
-        say(f"training a GPT of {model.num_params():,} parameters on {corpus} for {cfg.max_steps} steps"
+        say(f"training a {type(model).__name__} of {model.num_params():,} parameters on {corpus} for {cfg.max_steps} steps"
             + (f" in {trainer.world_size} processes ({cfg.strategy})" if trainer.world_size > 1 else ""))
     if not cfg.progress:                                                      # else the progress bar logs it
         say(f"attention kernel: {trainer.sdpa_kernel}")
@@ -364,7 +386,9 @@ def _generate(args) -> int:
     if info["tokenizer"] is None:
         raise ValueError(f"--ckpt: {str(info['path'])!r} holds no tokenizer")
     tok = tokenizer_from_dict(info["tokenizer"])
-    model = GPT(GPTConfig.from_dict(info["model_config"]))
+    saved_model = dict(info["model_config"])
+    Model, Config = load_architecture(saved_model.pop("arch", "gpt2"))
+    model = Model(Config.from_dict(saved_model))
     load_checkpoint(info["path"], model)
     try:
         prompt = tok.encode(args.prompt)
@@ -464,6 +488,34 @@ def load_commands(group: str = COMMANDS_GROUP) -> dict:
         else:
             found[obj.name] = obj
     return found
+
+# %% ../nbs/10_cli.ipynb #29fdfed8
+ARCHITECTURES_GROUP = "transformer_lit.architectures"
+
+
+def architectures(group: str = ARCHITECTURES_GROUP) -> list[str]:
+    "`gpt2` and the names of the model classes registered in the entry-point group `group` (nothing is imported)."
+    from importlib.metadata import entry_points
+    return ["gpt2", *sorted({ep.name for ep in entry_points(group=group)} - {"gpt2"})]
+
+
+def load_architecture(name: str, group: str = ARCHITECTURES_GROUP) -> tuple[type, type]:
+    "`(model class, config class)` of the architecture `name`: GPT for gpt2, else the registered class."
+    if name == "gpt2":
+        from transformer_lit.gpt import GPT, GPTConfig
+        return GPT, GPTConfig
+    from importlib.metadata import entry_points
+    found = [ep for ep in entry_points(group=group) if ep.name == name]
+    if not found:
+        raise ValueError(f"--arch: unknown architecture {name!r}; installed: {architectures(group)}")
+    try:
+        cls = found[0].load()
+    except Exception as e:                                                   # a broken installation: one line
+        raise ValueError(f"--arch: the architecture {name!r} ({found[0].value}) does not load: {e}") from None
+    config_class = getattr(cls, "config_class", None)
+    if config_class is None or not callable(getattr(config_class, "from_dict", None)):
+        raise ValueError(f"--arch: {found[0].value} has no config_class with a from_dict; it cannot be built")
+    return cls, config_class
 
 # %% ../nbs/10_cli.ipynb #92e4fdec
 if __name__ == "__main__" and "__file__" in globals():       # `python -m transformer_lit.cli` (after every definition)
