@@ -29,8 +29,9 @@ def _make_targets() -> set[str]:
 
 
 def _make_calls(data: dict) -> list[str]:
-    runs = " \n".join(s.get("run", "") for s in _steps(data))
-    return re.findall(r"(?:^|[;&|\s])make\s+([A-Za-z][\w.-]*)", runs)
+    "The targets of every `make` command the workflow runs (a command: at a line's start or after && ; ||)."
+    runs = "\n".join(s.get("run", "") for s in _steps(data))
+    return re.findall(r"(?:^|&&|;|\|\|)\s*make\s+([A-Za-z][\w.-]*)", runs, re.M)
 
 
 def test_workflow_is_valid_yaml_with_jobs_and_steps():
