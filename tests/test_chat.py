@@ -44,9 +44,17 @@ def ckpt(tmp_path_factory):
     return save_assistant(tmp_path_factory.mktemp("chat") / "assistant", model, tok)
 
 
+def cli_command() -> list[str]:
+    "The installed `transformer-lit` script (next to this Python, else on PATH), or the module that it runs."
+    script = Path(sys.executable).with_name("transformer-lit")
+    if script.is_file():
+        return [str(script)]
+    return [shutil.which("transformer-lit")] if shutil.which("transformer-lit") else [sys.executable, "-m", "transformer_lit.cli"]
+
+
 def run(args, stdin="", via="module"):
     cmd = ([sys.executable, "-m", "transformer_lit.assistant", "chat"] if via == "module"
-           else [shutil.which("transformer-lit") or "transformer-lit", "chat"]) + [str(a) for a in args]
+           else [*cli_command(), "chat"]) + [str(a) for a in args]
     return subprocess.run(cmd, input=stdin, capture_output=True, text=True, timeout=120, env=ENV)
 
 
