@@ -94,6 +94,27 @@ def test_toc_lists_the_chapters():
         assert any((ROOT / f).with_suffix(s).is_file() for s in (".md", ".ipynb")), f"_toc.yml lists {f}, which does not exist"
 
 
+def _chapter_markdown(doc: str) -> str:
+    cells = json.loads((ROOT / f"{doc}.ipynb").read_text(encoding="utf-8"))["cells"]
+    return "\n".join("".join(c["source"]) for c in cells if c["cell_type"] == "markdown")
+
+
+def test_results_page_quotes_its_chapters():
+    "Every decimal figure and percentage of a row of results.md appears in the text of the chapter it names."
+    stale, rows = [], 0
+    for line in (ROOT / "results.md").read_text(encoding="utf-8").splitlines():
+        m = re.match(r"\| \{doc\}`(nbs/\w+)` \|(.*)\|[^|]*\|\s*$", line)   # the last column is the command
+        if not m:
+            continue
+        rows += 1
+        text = _chapter_markdown(m.group(1))
+        for number in re.findall(r"(?<![\w.^{-])\d+(?:\.\d+)?%|(?<![\w.^{-])\d+\.\d+", m.group(2)):
+            if number not in text:
+                stale.append(f"{m.group(1)}: {number} ({line[:90]}...)")
+    assert rows >= 20, f"only {rows} result rows found in results.md"
+    assert not stale, "results.md quotes figures its chapters no longer state:\n" + "\n".join(stale)
+
+
 def test_site_has_every_page_of_the_toc():
     _need(SITE.is_dir(), f"no built site at {SITE}")
     missing = [f for f in _toc_files() if not (SITE / f"{f}.html").is_file()]
