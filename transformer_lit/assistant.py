@@ -29,10 +29,10 @@ __all__ = ['TASKS', 'PADDING', 'VERDICTS', 'SPECIALS', 'ROLES', 'IGNORE', 'PAIR_
            'generate_replies', 'reply_text', 'prompt_ids', 'evaluate', 'encode_sft', 'collate', 'train_sft',
            'LoRALinear', 'add_lora', 'merge_lora', 'count_trainable', 'wrong_answer', 'make_preference_pairs',
            'hidden_states', 'ScalarHead', 'bradley_terry_loss', 'encode_pair_batch', 'reward_scores',
-           'preference_accuracy', 'train_reward_model', 'token_logprobs', 'response_mask', 'masked_mean', 'gae',
-           'PPOConfig', 'rollout', 'train_ppo', 'kl_to_reference', 'plot_ppo', 'best_of_n', 'dpo_loss',
-           'sequence_logps', 'train_dpo', 'save_assistant', 'load_assistant', 'trim_history', 'stream_reply', 'Chat',
-           'chat_loop', 'ChatCommand', 'main']
+           'preference_accuracy', 'train_reward_model', 'token_logprobs', 'response_mask', 'clipped_surrogate',
+           'masked_mean', 'gae', 'PPOConfig', 'rollout', 'train_ppo', 'kl_to_reference', 'plot_ppo', 'best_of_n',
+           'dpo_loss', 'sequence_logps', 'train_dpo', 'save_assistant', 'load_assistant', 'trim_history',
+           'stream_reply', 'Chat', 'chat_loop', 'ChatCommand', 'main']
 
 # %% ../nbs/12_assistant.ipynb #9db5e488
 TASKS = ("reverse", "upper", "sort")
@@ -475,6 +475,15 @@ def response_mask(prompt_len: Tensor, last: Tensor, T: int) -> Tensor:
     return (t >= prompt_len[:, None] - 1) & (t <= last[:, None] - 1)            # (B, T - 1)
 
 
+def clipped_surrogate(logp: Tensor, old_logp: Tensor, advantages: Tensor, clip: float) -> tuple[Tensor, Tensor]:
+    """PPO's clipped objective per token, to *maximise*: `min(rho A, clip(rho, 1 - clip, 1 + clip) A)` with
+    `rho = exp(logp - old_logp)`; returns it and `rho`. `old_logp` and `advantages` are constants (detached).
+    Chapter 13's GRPO uses the same objective with one advantage per answer."""
+    ratio = torch.exp(logp - old_logp.detach())                                  # rho, the probability ratio
+    A = advantages.detach()
+    return torch.minimum(ratio * A, ratio.clamp(1 - clip, 1 + clip) * A), ratio
+
+
 def masked_mean(x: Tensor, mask: Tensor) -> Tensor:
     return (x * mask).sum() / mask.sum().clamp(min=1)
 
@@ -583,9 +592,9 @@ def train_ppo(policy: GPT, ref: GPT, value: ScalarHead, rm: ScalarHead, tok: Cha
         for _ in range(cfg.ppo_epochs):
             for mb in torch.randperm(B).split(cfg.minibatch_size):
                 m = mask[mb]
-                ratio = torch.exp(token_logprobs(policy, ids[mb]) - logp_old[mb])       # (b, T - 1)
-                a = adv[mb]
-                pg = masked_mean(torch.max(-a * ratio, -a * ratio.clamp(1 - cfg.clip, 1 + cfg.clip)), m)
+                surrogate, ratio = clipped_surrogate(token_logprobs(policy, ids[mb]), logp_old[mb], adv[mb],
+                                                     cfg.clip)                 # (b, T - 1) each
+                pg = -masked_mean(surrogate, m)
                 opt_p.zero_grad(set_to_none=True)
                 pg.backward()
                 torch.nn.utils.clip_grad_norm_(policy.parameters(), 1.0)

@@ -17,7 +17,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from .assistant import token_logprobs
+from .assistant import clipped_surrogate, token_logprobs
 from .attention import check_choice, check_float, check_int, check_tensor, scaled_dot_product_attention
 from .gpt import GPT, PreallocatedKVCache, generate
 from .llama import RMSNorm, ScaledRotaryEmbedding, SwiGLU, check_rope_scaling, _hf_rope, _read_folder
@@ -756,9 +756,7 @@ def grpo_loss(logp: Tensor, old_logp: Tensor, ref_logp: Tensor, advantages: Tens
     check_float(clip_eps, "clip_eps", w, 0.0, 1.0, min_inclusive=False, max_inclusive=False)
     check_float(beta, "beta", w, 0.0)
     mask = mask.float()
-    ratio = torch.exp(logp - old_logp.detach())                                     # (N, L): rho
-    A = advantages.detach()[:, None]                                                # (N, 1)
-    surrogate = torch.minimum(ratio * A, ratio.clamp(1 - clip_eps, 1 + clip_eps) * A)
+    surrogate, ratio = clipped_surrogate(logp, old_logp, advantages[:, None], clip_eps)   # (N, L): chapter 12's
     d = ref_logp.detach() - logp
     kl = torch.exp(d) - d - 1                                                       # (N, L), >= 0
     per_token = surrogate - beta * kl
