@@ -121,6 +121,7 @@ class ChatTokenizer:
 
     @property
     def vocab_size(self) -> int:
+        "The number of ids: the characters' and the four special tokens'."
         return self.base.vocab_size + len(self.specials)
 
     def encode(self, text: str) -> list[int]:
@@ -150,10 +151,12 @@ class ChatTokenizer:
         return ids + [self.special_ids["<|assistant|>"]] if add_generation_prompt else ids
 
     def to_dict(self) -> dict:
+        "A JSON-ready description from which `from_dict` rebuilds the same tokenizer."
         return {"type": "chat", "base": self.base.to_dict(), "specials": list(self.specials)}
 
     @classmethod
     def from_dict(cls, d: dict) -> "ChatTokenizer":
+        "The tokenizer that `to_dict` described."
         if not isinstance(d, dict):
             raise TypeError(f"ChatTokenizer.from_dict: expected a dict, got {type(d).__name__}")
         if d.get("type") != "chat":
@@ -297,6 +300,7 @@ class LoRALinear(nn.Module):
         nn.init.kaiming_uniform_(self.lora_A, a=math.sqrt(5))
 
     def forward(self, x: Tensor) -> Tensor:                                   # x: (..., d_in)
+        "`base(x) + (alpha / r) * B(A(x))`: the frozen layer plus the low-rank update."
         return self.base(x) + (x @ self.lora_A.t() @ self.lora_B.t()) * self.scaling   # (..., d_out)
 
     @torch.no_grad()
@@ -397,6 +401,7 @@ class ScalarHead(nn.Module):
         nn.init.zeros_(self.head.weight), nn.init.zeros_(self.head.bias)
 
     def forward(self, idx: Tensor) -> Tensor:
+        "One score per position of `idx` `(B, T)`: the model's last hidden states through a linear head, `(B, T)`."
         return self.head(hidden_states(self.lm, idx))[..., 0]                  # (B, T)
 
 
@@ -485,6 +490,7 @@ def clipped_surrogate(logp: Tensor, old_logp: Tensor, advantages: Tensor, clip: 
 
 
 def masked_mean(x: Tensor, mask: Tensor) -> Tensor:
+    "The mean of `x` over the positions where `mask` is 1 (0 when there are none)."
     return (x * mask).sum() / mask.sum().clamp(min=1)
 
 
@@ -816,9 +822,11 @@ class Chat:
         self.reset()
 
     def reset(self):
+        "Forget the conversation (the system message stays)."
         self.history = []
 
     def send(self, text: str):
+        "Add the user's `text` to the history and yield the assistant's reply piece by piece; the whole reply joins the history."
         msgs = trim_history(self.tok, self.system + self.history + [{"role": "user", "content": text}], self.budget)
         prompt = self.tok.encode_chat(msgs)                                    # raises for an unknown character
         seed = None if self.seed is None else self.seed + self.turns
@@ -894,6 +902,7 @@ class ChatCommand:
         return p
 
     def run(self, args) -> int:
+        "The `chat` subcommand: load the checkpoint and talk over standard input; returns the exit status."
         if not args.ckpt.is_dir():
             raise FileNotFoundError(f"--ckpt: no such directory: {str(args.ckpt)!r}")
         from transformer_lit.cli import _device

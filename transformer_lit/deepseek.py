@@ -165,6 +165,7 @@ class MultiHeadLatentAttention(nn.Module):
         self.scale, self.dropout, self.absorbed = c.softmax_scale, c.dropout, None
 
     def extra_repr(self) -> str:
+        "The heads, ranks and head sizes, shown by `print(module)`."
         return f"n_head={self.n_head}, kv_lora_rank={self.r}, nope={self.dn}, rope={self.dr}, v={self.dv}"
 
     def queries(self, x: Tensor) -> tuple[Tensor, Tensor]:
@@ -176,6 +177,7 @@ class MultiHeadLatentAttention(nn.Module):
 
     def forward(self, x: Tensor, *, is_causal: bool = True, need_weights: bool = False,
                 cache: KVCache | None = None) -> tuple[Tensor, Tensor | None]:
+        "Multi-head latent attention on `x` `(B, T, C)` (causal by default): the plain form for a prefill, the absorbed form when decoding with a cache. Returns the output `(B, T, C)` and, with `need_weights`, the weights (else None)."
         if not isinstance(x, Tensor) or x.ndim != 3 or x.shape[-1] != self.C:
             got = tuple(x.shape) if isinstance(x, Tensor) else type(x).__name__
             raise ValueError(f"MultiHeadLatentAttention: x must have shape (B, T, n_embd={self.C}), got {got}")
@@ -228,6 +230,7 @@ class LatentCache(PreallocatedKVCache):
     `truncate(n)`, which forgets the last `n` positions (speculative decoding rolls back rejected tokens)."""
 
     def truncate(self, n: int):
+        "Drop the last `n` cached positions (speculative decoding discards a rejected draft this way)."
         check_int(n, "n", "LatentCache.truncate", minimum=0, maximum=self._end - self._start)
         if self.max_len is not None and self.offset > self.max_len:
             raise ValueError("LatentCache.truncate: the window has slid; positions before it are gone")
@@ -276,6 +279,7 @@ class TopKRouter(nn.Module):
         self.register_buffer("e_score_correction_bias", torch.zeros(self.E))       # (E,): b_i, for the choice
 
     def forward(self, x: Tensor) -> tuple[Tensor, Tensor, Tensor]:
+        "For each token of `x` `(N, C)`: the affinities `(N, E)`, the gates `(N, K)` of the chosen experts and their indices `(N, K)`."
         logits = F.linear(x.float(), self.weight.float())                           # (N, E), in float32
         scores = logits.sigmoid() if self.scoring == "sigmoid" else logits.softmax(-1)
         choice = scores + self.e_score_correction_bias                              # (N, E): selection only
@@ -306,6 +310,7 @@ class RoutedExperts(nn.Module):
         nn.init.normal_(self.down_proj, 0.0, 0.02)
 
     def forward(self, x: Tensor, weights: Tensor, indices: Tensor) -> Tensor:
+        "Each token of `x` `(N, C)` through its chosen experts `indices` `(N, K)`, summed with the gates `weights` `(N, K)`: `(N, C)`."
         out = torch.zeros_like(x)                                                   # (N, C)
         flat = indices.flatten()                                                    # (N K,)
         order = flat.argsort(stable=True)                                           # token-slots grouped by expert
@@ -342,6 +347,7 @@ class DeepSeekMoE(nn.Module):
         self.register_buffer("load", torch.zeros(c.n_routed_experts), persistent=False)
 
     def forward(self, x: Tensor) -> Tensor:
+        "The shared experts plus the routed ones on `x` `(B, T, C)`: `(B, T, C)`."
         B, T, C = x.shape
         flat = x.reshape(B * T, C)                                                  # (N, C)
         scores, weights, indices = self.gate(flat)                                  # (N, E), (N, K), (N, K)
@@ -408,6 +414,7 @@ class DeepSeekBlock(nn.Module):
 
     def forward(self, x: Tensor, *, is_causal: bool = True, need_weights: bool = False,
                 cache: KVCache | None = None) -> Tensor:
+        "One pre-norm block on `x` `(B, T, C)`: RMSNorm, latent attention, residual; RMSNorm, dense MLP or MoE, residual."
         a, self.attn_weights = self.self_attn(self.norm1(x), is_causal=is_causal, need_weights=need_weights, cache=cache)
         x = x + self.dropout(a)                                                     # (B, T, C)
         return x + self.dropout(self.ff(self.norm2(x)))
@@ -477,6 +484,7 @@ class DeepSeek(GPT):
         return [LatentCache(self.config.block_size if max_len is None else max_len) for _ in self.blocks]
 
     def moe_layers(self) -> list[DeepSeekMoE]:
+        "The model's `DeepSeekMoE` layers, in order."
         return [b.ff for b in self.blocks if isinstance(b.ff, DeepSeekMoE)]
 
     def mtp_logits(self, idx: Tensor, hidden: Tensor) -> list[Tensor]:
@@ -490,6 +498,7 @@ class DeepSeek(GPT):
 
     def forward(self, idx: Tensor, targets: Tensor | None = None, *, caches: list[KVCache] | None = None,
                 last_only: bool = False, need_weights: bool = False) -> tuple[Tensor, Tensor | None]:
+        "As `GPT.forward`: logits `(B, T, V)` and the loss against `targets`; while training, the loss also holds the MoE balance loss and the MTP losses, when the model has them."
         logits, loss = super().forward(idx, targets, caches=caches, last_only=last_only, need_weights=need_weights)
         if loss is None or not self.training:
             return logits, loss
@@ -640,6 +649,7 @@ class MTPModule(nn.Module):
         self.norm = RMSNorm(c.n_embd, c.norm_eps)
 
     def forward(self, h: Tensor, emb: Tensor, cache: KVCache | None = None) -> Tensor:
+        "The MTP block's hidden states `(B, T, C)` from the previous depth's hidden states `h` and the embeddings `emb` of the tokens one step ahead (`mtp_logits` turns them into logits)."
         x = self.eh_proj(torch.cat([self.hnorm(h), self.enorm(emb)], dim=-1))       # (B, T, 2C) -> (B, T, C)
         return self.block(x, is_causal=x.shape[1] > 1, cache=cache)                 # (B, T, C)
 

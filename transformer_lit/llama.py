@@ -43,9 +43,11 @@ class RMSNorm(nn.Module):
         self.weight = nn.Parameter(torch.ones(dim))                       # (C,): the gain g
 
     def extra_repr(self) -> str:
+        "The width and epsilon, shown by `print(module)`."
         return f"{self.dim}, eps={self.eps}"
 
     def forward(self, x: Tensor) -> Tensor:
+        "`x / rms(x) * weight` over the last axis of `x` `(..., C)`, computed in float32 and returned in `x`'s dtype."
         if not isinstance(x, Tensor) or x.shape[-1:] != (self.dim,):
             got = tuple(x.shape) if isinstance(x, Tensor) else type(x).__name__
             raise ValueError(f"RMSNorm: the last axis of x must have size dim={self.dim}, got {got}")
@@ -77,6 +79,7 @@ class SwiGLU(nn.Module):
         self.down_proj = nn.Linear(d_ff, d_model, bias=bias)                # W_2
 
     def forward(self, x: Tensor) -> Tensor:
+        "`down(silu(gate(x)) * up(x))` on each position of `x` `(B, T, C)`."
         return self.down_proj(F.silu(self.gate_proj(x)) * self.up_proj(x))   # (B, T, d_ff) -> (B, T, C)
 
 # %% ../nbs/11_llama.ipynb #cdeea461
@@ -117,10 +120,12 @@ class GroupedQueryAttention(nn.Module):
         self.rope = rope
 
     def extra_repr(self) -> str:
+        "Query heads, key/value heads and head size, shown by `print(module)`."
         return f"n_heads={self.n_heads}, n_kv_heads={self.n_kv_heads}, head_dim={self.head_dim}"
 
     def forward(self, x: Tensor, *, is_causal: bool = True, need_weights: bool = False,
                 cache: KVCache | None = None) -> tuple[Tensor, Tensor | None]:
+        "Grouped-query attention on `x` `(B, T, C)` with RoPE (causal by default); with a `cache`, `x` continues the cached sequence. Returns the output `(B, T, C)` and, with `need_weights`, the weights `(B, nh, T, T_k)` (else None)."
         if not isinstance(x, Tensor) or x.ndim != 3 or x.shape[-1] != self.d_model:
             got = tuple(x.shape) if isinstance(x, Tensor) else type(x).__name__
             raise ValueError(f"GroupedQueryAttention: x must have shape (B, T, d_model={self.d_model}), got {got}")
@@ -261,6 +266,7 @@ class ScaledRotaryEmbedding(RotaryEmbedding):
         super().__init__(head_dim, max_len, base)
 
     def extra_repr(self) -> str:
+        "The scaling scheme and its settings, shown by `print(module)`."
         return f"head_dim={self.head_dim}, base={self.base}, scaling={self.scaling}"
 
     def _angles(self, start: int, T: int, device, seq_len: int | None = None) -> tuple[Tensor, Tensor]:
@@ -271,6 +277,7 @@ class ScaledRotaryEmbedding(RotaryEmbedding):
         return angles.cos() * factor, angles.sin() * factor
 
     def cos_sin(self, start: int, T: int, dtype: torch.dtype = torch.float32) -> tuple[Tensor, Tensor]:
+        "The cosines and sines of the scaled angles of positions `start .. start + T - 1` in `dtype`; dynamic scaling recomputes them for a sequence longer than the original context."
         s = self.scaling
         if s is not None and s["rope_type"] == "dynamic" and start + T > s["original_max_position_embeddings"]:
             cos, sin = self._angles(start, T, self.cos_cached.device, seq_len=start + T)   # this length's
@@ -377,6 +384,7 @@ class LlamaBlock(nn.Module):
 
     def forward(self, x: Tensor, *, is_causal: bool = True, need_weights: bool = False,
                 cache: KVCache | None = None) -> Tensor:
+        "One pre-norm block on `x` `(B, T, C)`: RMSNorm, attention, residual; RMSNorm, SwiGLU, residual."
         a, self.attn_weights = self.self_attn(self.norm1(x), is_causal=is_causal, need_weights=need_weights,
                                               cache=cache)                   # (B, T, C), (B, nh, T, T_k)
         x = x + self.dropout(a)

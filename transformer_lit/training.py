@@ -342,10 +342,12 @@ class TrainConfig:
         _parse_device(self.device, w)
 
     def to_dict(self) -> dict:
+        "The settings as a JSON-ready dict (what a checkpoint stores)."
         return asdict(self)
 
     @classmethod
     def from_dict(cls, d: dict) -> "TrainConfig":
+        "The `TrainConfig` that `to_dict` wrote; unknown keys are a `ValueError`."
         if not isinstance(d, dict):
             raise TypeError(f"TrainConfig.from_dict: expected a dict, got {type(d).__name__}")
         unknown = sorted(set(d) - {f.name for f in fields(cls)})
