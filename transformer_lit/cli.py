@@ -289,7 +289,7 @@ def _train(args) -> int:
             atomic_write_bytes(run_file, json.dumps(run).encode())
         corpus = (f"{len(ids):,} tokens of {str(tokens)!r} (vocabulary {tok.vocab_size})" if tokens is not None
                   else f"{len(text):,} characters ({tok.vocab_size} distinct)")
-        say(f"training a {type(model).__name__} of {model.num_params():,} parameters on {corpus} for {cfg.max_steps} steps"
+        say(f"training a {Model.__name__} of {model.num_params():,} parameters on {corpus} for {cfg.max_steps} steps"
             + (f" in {trainer.world_size} processes ({cfg.strategy})" if trainer.world_size > 1 else ""))
     if not cfg.progress:                                                      # else the progress bar logs it
         say(f"attention kernel: {trainer.sdpa_kernel}")
