@@ -29,24 +29,12 @@ from transformer_lit.deepseek import DeepSeek, DeepSeekConfig, DeepSeekMoE, deep
 from transformer_lit.gpt import generate, perturb_
 from transformer_lit.llama import Llama, LlamaConfig, kv_cache_bytes
 
+from _timing import interleaved   # the shared interleaved timer (benchmarks/_timing.py)
+
 WIDTH = dict(vocab_size=1024, n_layer=6, n_head=8, n_embd=512)
 MLA = dict(kv_lora_rank=128, qk_nope_head_dim=64, qk_rope_head_dim=32, v_head_dim=64, d_ff=1376)
 MOE = dict(vocab_size=1024, n_embd=512, n_routed_experts=64, num_experts_per_tok=6, n_group=8, topk_group=4,
            moe_d_ff=256, n_shared_experts=2, routed_scaling_factor=2.5)
-
-
-def interleaved(candidates: dict, reps: int, warmup: int = 1) -> dict[str, list[float]]:
-    "Seconds of each call of each candidate, `reps` times after `warmup`, in a fresh random order each time."
-    times = {name: [] for name in candidates}
-    names = list(candidates)
-    for rep in range(warmup + reps):
-        random.shuffle(names)
-        for name in names:
-            t0 = time.perf_counter()
-            candidates[name]()
-            if rep >= warmup:
-                times[name].append(time.perf_counter() - t0)
-    return times
 
 
 def decoding(args):

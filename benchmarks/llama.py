@@ -29,6 +29,8 @@ import torch.nn.functional as F
 from transformer_lit.gpt import generate
 from transformer_lit.llama import Llama, LlamaConfig, llama_to_hf
 
+from _timing import interleaved   # the shared interleaved timer (benchmarks/_timing.py)
+
 # name -> (LlamaConfig fields, batch size, block size used)
 TRAIN_SHAPES = {
     "chapter's model (char, 4x128, GQA 4/2, T=64, B=12)": (
@@ -37,20 +39,6 @@ TRAIN_SHAPES = {
         dict(vocab_size=32000, block_size=64, n_layer=12, n_head=12, n_kv_head=4, n_embd=768, tie_weights=True), 4),
 }
 GEN_SHAPE = dict(vocab_size=32000, block_size=1024, n_layer=12, n_head=12, n_kv_head=4, n_embd=768, tie_weights=True)
-
-
-def interleaved(candidates: dict, reps: int, warmup: int) -> dict[str, list[float]]:
-    "Seconds of each call of each candidate, `reps` times after `warmup`, in a fresh random order each time."
-    times = {name: [] for name in candidates}
-    names = list(candidates)
-    for rep in range(warmup + reps):
-        random.shuffle(names)
-        for name in names:
-            t0 = time.perf_counter()
-            candidates[name]()
-            if rep >= warmup:
-                times[name].append(time.perf_counter() - t0)
-    return times
 
 
 def train_step(model, logits_of, x, y):

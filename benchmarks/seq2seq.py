@@ -33,19 +33,12 @@ import torch.nn as nn
 from transformer_lit.decoder import Transformer, beam_search, greedy_decode, transformer_stacks_from_torch
 from transformer_lit.encoder import encoder_layer_from_torch
 
+from _timing import interleaved   # the shared interleaved timer (benchmarks/_timing.py)
 
-def interleaved(fns: dict, reps: int, warmup: int = 2) -> dict[str, float]:
-    "Median milliseconds of each zero-argument function, timed in a shuffled order at every repetition."
-    times = {name: [] for name in fns}
-    names = list(fns)
-    for rep in range(warmup + reps):
-        random.shuffle(names)
-        for name in names:
-            t0 = time.perf_counter()
-            fns[name]()
-            if rep >= warmup:
-                times[name].append(time.perf_counter() - t0)
-    return {name: 1e3 * statistics.median(t) for name, t in times.items()}
+
+def interleaved_ms(fns: dict, reps: int, warmup: int = 2) -> dict[str, float]:
+    "Median milliseconds of each zero-argument function, timed interleaved (`_timing.interleaved`)."
+    return {name: 1e3 * statistics.median(t) for name, t in interleaved(fns, reps, warmup).items()}
 
 
 def train_step(module, forward, target):
@@ -78,7 +71,7 @@ def bench_gpt_block(reps: int) -> dict[str, float]:
            "torch TransformerEncoderLayer": train_step(theirs, lambda: theirs(x, src_mask=causal, is_causal=True),
                                                        target)}
     check_same({k: f() for k, f in fns.items()})
-    return interleaved(fns, reps)
+    return interleaved_ms(fns, reps)
 
 
 def bench_stacks(norm_first: bool, reps: int) -> dict[str, float]:
@@ -96,7 +89,7 @@ def bench_stacks(norm_first: bool, reps: int) -> dict[str, float]:
     fns = {"ours Encoder + Decoder": train_step(ours, fwd_ours, target),
            "torch nn.Transformer": train_step(theirs, fwd_theirs, target)}
     check_same({k: f() for k, f in fns.items()})
-    return interleaved(fns, reps)
+    return interleaved_ms(fns, reps)
 
 
 def bench_decoding(reps: int) -> dict[str, float]:
@@ -109,7 +102,7 @@ def bench_decoding(reps: int) -> dict[str, float]:
     print(f"(greedy decoding writes {out.shape[1] - 1} tokens per source)")
     g = lambda c: (lambda: greedy_decode(model, src, use_cache=c, **kw))
     b = lambda c: (lambda: beam_search(model, src, beam_size=4, use_cache=c, **kw))
-    return interleaved({"greedy, cached": g(True), "greedy, uncached": g(False),
+    return interleaved_ms({"greedy, cached": g(True), "greedy, uncached": g(False),
                         "beam k=4, cached": b(True), "beam k=4, uncached": b(False)}, reps, warmup=1)
 
 
