@@ -1,8 +1,8 @@
-"""Chapter 13's speed comparisons, side by side, interleaved, medians.
+"""Chapter 14's speed comparisons, side by side, interleaved, medians.
 
 1. Greedy decoding, tokens per second, random weights: a `DeepSeek` (multi-head latent attention, absorbed form,
-   latent cache; dense SwiGLU blocks) against chapter 11's `Llama` with multi-head attention (as many key/value
-   heads as query heads) of the same width, depth, heads and feed-forward width, both through chapter 9's
+   latent cache; dense SwiGLU blocks) against chapter 12's `Llama` with multi-head attention (as many key/value
+   heads as query heads) of the same width, depth, heads and feed-forward width, both through chapter 10's
    `generate` with their caches, at a short and a long context. Also the cache bytes per token of each.
    Then ours against `transformers`' `DeepseekV3ForCausalLM.generate` for the same DeepSeek weights (same
    tokens checked).
@@ -50,16 +50,16 @@ def decoding(args):
         llama_cfg = LlamaConfig(**WIDTH, n_kv_head=8, d_ff=1376, block_size=block, norm_eps=1e-6)
         mha = perturb_(Llama(llama_cfg), 0.02).eval()
         prompt = torch.randint(WIDTH["vocab_size"], (1, T))
-        models = {"MLA (ours, latent cache)": ds, "MHA (chapter 11's Llama)": mha}
+        models = {"MLA (ours, latent cache)": ds, "MHA (chapter 12's Llama)": mha}
         runs = {(name, n): (lambda m=m, n=n: generate(m, prompt, n, temperature=0))
                 for name, m in models.items() for n in (1, args.new_tokens)}
         med = {k: statistics.median(v) for k, v in interleaved(runs, args.reps).items()}
         size = {"MLA (ours, latent cache)": latent_cache_bytes(ds.config, 1, dtype=torch.float32),
-                "MHA (chapter 11's Llama)": kv_cache_bytes(llama_cfg, 1, dtype=torch.float32)}
+                "MHA (chapter 12's Llama)": kv_cache_bytes(llama_cfg, 1, dtype=torch.float32)}
         rate = {name: (args.new_tokens - 1) / (med[(name, args.new_tokens)] - med[(name, 1)]) for name in models}
         for name in models:
             print(f"| {T} | {name} | {size[name]:,} | {1e3 * med[(name, 1)]:.0f} | {rate[name]:.0f} | "
-                  f"{rate[name] / rate['MHA (chapter 11' + chr(39) + 's Llama)']:.2f} |")
+                  f"{rate[name] / rate['MHA (chapter 12' + chr(39) + 's Llama)']:.2f} |")
     # ours against transformers, the same DeepSeek weights
     cfg = transformers.DeepseekV3Config(vocab_size=1024, hidden_size=512, intermediate_size=1376, moe_intermediate_size=256,
                                         num_hidden_layers=6, num_attention_heads=8, num_key_value_heads=8, n_routed_experts=16,

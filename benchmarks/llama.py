@@ -1,10 +1,10 @@
-"""Chapter 11's speed targets: our Llama against transformers' LlamaForCausalLM (SDPA attention), side by side.
+"""Chapter 12's speed targets: our Llama against transformers' LlamaForCausalLM (SDPA attention), side by side.
 
 1. Milliseconds per training step (forward, backward, clipping, AdamW) at two shapes: the chapter's
    character-level model and a Llama-shaped ~100M-parameter model with a short context. Ours is copied
    into a `LlamaForCausalLM` with `llama_to_hf`, both see the same batch, and the first step checks that
    both losses agree. Target: ours / theirs <= 1.0.
-2. Tokens per second of greedy generation at the ~100M Llama shape with random weights: chapter 9's
+2. Tokens per second of greedy generation at the ~100M Llama shape with random weights: chapter 10's
    `generate` with its KV cache against `transformers`' `generate` (cache on). Both must produce the same
    tokens (checked). Target: ours / theirs >= 1.0.
 

@@ -5,7 +5,7 @@ Three comparisons, each timed interleaved (a fresh random order at every repetit
 load hits all candidates alike) and reported as medians:
 
 1. a training step (forward, backward, Adam step) of one pre-norm GELU causal `EncoderLayer` (the GPT
-   block of chapter 9) against `torch.nn.TransformerEncoderLayer` with the same weights;
+   block of chapter 10) against `torch.nn.TransformerEncoderLayer` with the same weights;
 2. a training step of the chapter-6 date model's layer stacks (post-norm and pre-norm) against
    `torch.nn.Transformer` with the same weights (copied by `transformer_stacks_from_torch`);
 3. greedy decoding of 32 tokens for a batch with `greedy_decode(use_cache=True)` (self-attention keys

@@ -1,4 +1,4 @@
-"""Training throughput and model FLOPs utilisation (MFU) of chapter 8's Trainer on chapter 9's GPT.
+"""Training throughput and model FLOPs utilisation (MFU) of chapter 8's Trainer on chapter 10's GPT.
 
 For each shape, precision (fp32, bf16) and mode (eager, `torch.compile`) the script builds a GPT and a
 `Trainer` and times `Trainer.train_step()` (forward, backward, clipping, AdamW: the library's own step,
@@ -22,7 +22,7 @@ Peaks, per device (dense, no sparsity):
   training steps (so under the same background load), median. It is what this machine's matrix library
   reaches, not a data-sheet number; `--peak-tflops` overrides it.
 
-Shapes: GPT-2 small (124M: 12 x 768, vocabulary 50,257) at T = 1024 and chapter 9's CPU recipe (4 x 128,
+Shapes: GPT-2 small (124M: 12 x 768, vocabulary 50,257) at T = 1024 and chapter 10's CPU recipe (4 x 128,
 T = 64, B = 12, characters). On a machine without CUDA the GPT-2 shape runs at T = 64, B = 2, eager only
 (compiling 124M parameters for the CPU takes minutes), so that the whole script takes a few minutes;
 on CUDA everything runs at full size.
@@ -122,7 +122,7 @@ def main():
     recipe = dict(vocab_size=76, block_size=64, n_layer=4, n_head=4, n_embd=128)
     shapes = {"gpt2": (f"GPT-2 124M (T={gpt2['block_size']}, B={args.batch_size or (8 if cuda else 2)})", gpt2,
                        args.batch_size or (8 if cuda else 2), cuda or args.compile_large),
-              "recipe": ("chapter 9 recipe (4x128, T=64, B=12)", recipe, 12, True)}
+              "recipe": ("chapter 10 recipe (4x128, T=64, B=12)", recipe, 12, True)}
     rows = []
     for key, (label, fields, B, compile_ok) in shapes.items():
         if args.only and key != args.only:

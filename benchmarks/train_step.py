@@ -6,7 +6,7 @@ decay 0.1, gradient clipping 1.0). Both losses are the mean cross-entropy of the
 same targets, computed by `torch.nn.functional.cross_entropy`; the first step checks that the two
 losses agree, so the two steps compute the same thing. A step is forward, backward, clipping and the
 optimizer step. Steps are timed interleaved, in a fresh random order at every repetition, so a
-background load hits both alike. Two shapes: chapter 9's CPU recipe (character-level) and GPT-2 small
+background load hits both alike. Two shapes: chapter 10's CPU recipe (character-level) and GPT-2 small
 with a short context.
 
     .venv/bin/python benchmarks/train_step.py

@@ -1,8 +1,8 @@
-"""`transformer-lit chat` (chapter 12): the template, history trimming, streaming and the command itself.
+"""`transformer-lit chat` (chapter 13): the template, history trimming, streaming and the command itself.
 
 The model is a tiny random GPT: these tests check the mechanics of a conversation, not what it says
 (the chapter trains the real assistant and shows what it says). The command runs in a subprocess with
-piped standard input, as a script would run it: through `transformer-lit chat` when chapter 10's CLI
+piped standard input, as a script would run it: through `transformer-lit chat` when chapter 11's CLI
 has discovered the plug-in (the `transformer_lit.commands` entry point), and always through
 `python -m transformer_lit.assistant chat`, the same command without the discovery.
 """
@@ -141,7 +141,7 @@ def test_load_assistant_refuses_a_checkpoint_without_a_template(tmp_path, ckpt):
 def test_chat_command_follows_the_cli_protocol():
     from transformer_lit import cli
     assert chat_command.name == "chat" and isinstance(chat_command.help, str)
-    if hasattr(cli, "_command_problem"):                                      # chapter 10's own check of a plugin
+    if hasattr(cli, "_command_problem"):                                      # chapter 11's own check of a plugin
         assert cli._command_problem(chat_command, set(cli.BUILTIN_COMMANDS)) is None
     try:
         parser = cli.build_parser({"chat": chat_command})                    # the CLI's parser with the plugin

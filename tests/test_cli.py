@@ -1,4 +1,4 @@
-"""The `transformer-lit` command (chapter 10), run for real in a subprocess on a tiny corpus.
+"""The `transformer-lit` command (chapter 11), run for real in a subprocess on a tiny corpus.
 
 Uses the installed console script when there is one (`.venv/bin/transformer-lit`), else
 `python -m transformer_lit.cli`: both call `transformer_lit.cli.main`.
@@ -420,7 +420,7 @@ def test_tokenize_with_a_bpe_tokenizer_gives_the_ids_of_the_whole_text(tmp_path)
 
 
 def test_arch_llama_trains_resumes_and_generates(tmp_path):
-    "`--arch llama` (chapter 11, found through the entry-point group transformer_lit.architectures)."
+    "`--arch llama` (chapter 12, found through the entry-point group transformer_lit.architectures)."
     (tmp_path / "verse.txt").write_text(VERSE)
     r = run("train", "--data", tmp_path / "verse.txt", "--out", tmp_path / "run", "--arch", "llama",
             "--n-kv-head", "1", "--no-progress", *TINY)

@@ -1,4 +1,4 @@
-"""Chapter 13's Hugging Face checks that are too slow or too folder-bound for the chapter.
+"""Chapter 14's Hugging Face checks that are too slow or too folder-bound for the chapter.
 
 The chapter tests tiny DeepSeek-V3 models (width 64, 20 tokens). Here: a larger V3-shaped model (16 experts in
 8 groups, query compression, YaRN past its original context) over a longer sequence, sharded and bf16

@@ -1,7 +1,7 @@
 """FSDP (FSDP2, `torch.distributed.fsdp.fully_shard`) gives the same run as one process, and its checkpoints
 are ordinary ones.
 
-Launches tests/train_sharded_lm.py (chapter 9's GPT, tiny, with tied input and output weights) once as a
+Launches tests/train_sharded_lm.py (chapter 10's GPT, tiny, with tied input and output weights) once as a
 single process with a batch of 8, and under `python -m torch.distributed.run --nproc_per_node 2` (gloo on
 CPU) with strategy='fsdp': each process holds half of every block's and the root's parameters (checked),
 all-gathers them for its forward and backward, and reduce-scatters the gradients. Compared: every step's

@@ -1,4 +1,4 @@
-"""Chapter 11's Hugging Face checks that are too slow or too folder-bound for the chapter.
+"""Chapter 12's Hugging Face checks that are too slow or too folder-bound for the chapter.
 
 The chapter tests tiny models (width 64, 60 tokens). Here: a larger Llama-shaped model over a longer
 sequence with each RoPE scaling past its original context, bf16 folders, a folder without weights,

@@ -1,6 +1,6 @@
 """Mixed precision, compilation and the attention-kernel probe of chapter 8's Trainer, on the CPU.
 
-- bf16 autocast tracks float32: chapter 9's GPT (a small one) trained 60 steps from the same weights on
+- bf16 autocast tracks float32: chapter 10's GPT (a small one) trained 60 steps from the same weights on
   the same batches; every step's training loss within 0.03 nats of the float32 run's and the final
   validation loss within 0.02 (measured on this machine: about 0.005 and 0.002; bfloat16 keeps 8 bits of
   mantissa, so per-step losses differ in the third digit).

@@ -1,4 +1,4 @@
-"""Train chapter 9's GPT (a tiny one: 2 blocks, tied embedding and output weights) with chapter 8's Trainer;
+"""Train chapter 10's GPT (a tiny one: 2 blocks, tied embedding and output weights) with chapter 8's Trainer;
 used by tests/test_fsdp.py.
 
 One process: `python tests/train_sharded_lm.py --out DIR`. Sharded over two CPU processes (gloo):

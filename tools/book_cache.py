@@ -1,7 +1,7 @@
 """Keep the book's execution cache honest: drop a notebook's cached outputs when what it runs changed.
 
 jupyter-book's `execute_notebooks: cache` keys each executed notebook on its own code cells. But a
-chapter also runs code it imports from `transformer_lit` (chapter 10 imports what chapters 1-9 export),
+chapter also runs code it imports from `transformer_lit` (chapter 11 imports what chapters 1-10 export),
 reads the shipped corpus, and behaves differently in quick mode (`TRANSFORMER_LIT_QUICK`). A change to
 any of these would leave the book serving old outputs and old asserted figures.
 

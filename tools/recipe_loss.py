@@ -1,6 +1,6 @@
 """Validation loss of nanoGPT's CPU recipe on the default corpus: our GPT and transformers' GPT2LMHeadModel.
 
-Chapter 9 trains our GPT with nanoGPT's CPU recipe (4 blocks of width 128, 4 heads, context 64,
+Chapter 10 trains our GPT with nanoGPT's CPU recipe (4 blocks of width 128, 4 heads, context 64,
 batch 12, 2000 steps of AdamW with beta2 0.99 and weight decay 0.1, lr 1e-3 with 100 warm-up steps
 and a cosine decay to 1e-4, clipping at 1.0, no dropout) on the default corpus. This script trains,
 with chapter 8's Trainer and exactly the same recipe, data, split and seed, both our GPT and Hugging
@@ -10,7 +10,7 @@ recipe can reach on this corpus, independent of our implementation. It is slow (
 It is a reference for a *loss*, not a speed comparison: the two runs go one after the other, so their
 times are printed for information only and are not comparable (a benchmark times its candidates
 interleaved, see benchmarks/README.md). That is why it lives in tools/ and `make benchmark` does not
-run it. Chapter 9 quotes its table.
+run it. Chapter 10 quotes its table.
 
     .venv/bin/python tools/recipe_loss.py
     .venv/bin/python tools/recipe_loss.py --steps 500 --threads 1

@@ -3,7 +3,7 @@
 Chapter 8 claims that a run that reads a token file through `numpy.memmap` does not grow with the corpus.
 This script measures it: it writes a corpus ten times the size of the shipped one (ten copies of it, the
 lines of each copy shuffled with its own seed, so no two copies are alike), tokenizes both corpora with
-`transformer-lit tokenize`, and trains chapter 9's CPU recipe model for a few steps on each token file
+`transformer-lit tokenize`, and trains chapter 10's CPU recipe model for a few steps on each token file
 (`train --tokens`), every run in a fresh process that reports its own peak resident set size
 (`resource.getrusage(RUSAGE_SELF).ru_maxrss`, which counts the mapped file pages it touched too). For
 contrast it also trains from the text itself (`train --data`), which holds the text, its Python list of
@@ -68,7 +68,7 @@ def main():
         tokens_mb = peak_rss_mb(["train", "--tokens", str(bin_), "--out", str(work / f"run_{name}_tokens"), *train])
         data_mb = peak_rss_mb(["train", "--data", str(txt), "--out", str(work / f"run_{name}_data"), *train])
         rows.append((name, txt.stat().st_size / 1e6, bin_.stat().st_size / 1e6, tok_mb, tokens_mb, data_mb))
-    print(f"load average {os.getloadavg()[0]:.1f}; {args.steps} training steps of chapter 9's recipe model per run\n")
+    print(f"load average {os.getloadavg()[0]:.1f}; {args.steps} training steps of chapter 10's recipe model per run\n")
     print("| corpus | text (MB) | token file (MB) | peak RSS: tokenize (MB) | peak RSS: train --tokens (MB) | "
           "peak RSS: train --data (MB) |")
     print("|---|---:|---:|---:|---:|---:|")
