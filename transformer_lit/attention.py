@@ -5,6 +5,7 @@
 # %% ../nbs/01_attention.ipynb #1ab9a4be
 from __future__ import annotations
 
+import dataclasses
 import math
 import numbers
 
@@ -13,7 +14,7 @@ import torch.nn.functional as F
 from torch import Tensor
 
 # %% auto #0
-__all__ = ['check_int', 'check_float', 'check_probability', 'check_choice', 'check_tensor', 'raises', 'causal_mask',
+__all__ = ['check_int', 'check_float', 'check_probability', 'check_choice', 'check_tensor', 'raises', 'JsonConfig', 'causal_mask',
            'padding_mask', 'stable_softmax', 'scaled_dot_product_attention', 'plot_attention']
 
 # %% ../nbs/01_attention.ipynb #51cf0ffe
@@ -84,6 +85,24 @@ def raises(exc: type[BaseException], fn, *args, match: str | None = None, **kwar
         print(f"{exc.__name__}: {e}")
         return str(e)
     raise AssertionError(f"{getattr(fn, '__name__', fn)} did not raise {exc.__name__}")
+
+# %% ../nbs/01_attention.ipynb #a1c0f1d2
+class JsonConfig:
+    "Mixin for dataclass configurations: `to_dict()` to a plain dict and `from_dict(d)` back, unknown keys refused."
+
+    def to_dict(self) -> dict:
+        "The fields as a plain dict (JSON-ready when the fields are)."
+        return dataclasses.asdict(self)
+
+    @classmethod
+    def from_dict(cls, d: dict):
+        "The configuration that `to_dict` wrote; a non-dict is a `TypeError`, an unknown key a `ValueError`."
+        if not isinstance(d, dict):
+            raise TypeError(f"{cls.__name__}.from_dict: expected a dict, got {type(d).__name__}")
+        unknown = sorted(set(d) - {f.name for f in dataclasses.fields(cls)})
+        if unknown:
+            raise ValueError(f"{cls.__name__}.from_dict: unknown field(s) {unknown}; is this a {cls.__name__}?")
+        return cls(**d)
 
 # %% ../nbs/01_attention.ipynb #9a0571e0
 def causal_mask(T: int, device: torch.device | str | None = None) -> Tensor:
