@@ -28,8 +28,9 @@ from .positional import build_position
 # %% auto #0
 __all__ = ['POSITIONS', 'ACTIVATIONS', 'GPT2FeedForward', 'GPTConfig', 'GPTBlock', 'GPT', 'check_token_ids', 'gpt_param_formula',
            'next_token_probs', 'sample_next', 'plot_next_token_probs', 'PreallocatedKVCache', 'decoding_layout',
-           'generate_stream', 'generate', 'perturb_', 'gpt_config_from_hf', 'hf_config_dict', 'load_hf_state_dict',
-           'hf_state_dict', 'read_hf_folder', 'gpt_from_hf', 'save_hf', 'gpt_to_hf']
+           'generate_stream', 'generate', 'perturb_', 'ragged_batch', 'ragged_error', 'gpt_config_from_hf',
+           'hf_config_dict', 'load_hf_state_dict', 'hf_state_dict', 'read_hf_folder', 'gpt_from_hf', 'save_hf',
+           'gpt_to_hf']
 
 # %% ../nbs/10_gpt.ipynb #a8527f33
 class GPT2FeedForward(FeedForward):
@@ -192,7 +193,8 @@ class GPT(nn.Module):
             raise ValueError(f"{where}: idx must hold 1 to block_size={c.block_size} tokens per row"
                              f"{f' after the {past} cached' if past else ''}, got T={T}")
         if targets is not None:
-            check_tensor(targets, "targets", where, floating=False)
+            if not (isinstance(targets, Tensor) and targets.dtype in (torch.int64, torch.int32)):
+                check_tensor(targets, "targets", where, floating=False)    # the message; int8 etc. pass it
             if targets.shape != idx.shape:
                 raise ValueError(f"{where}: targets must have the shape of idx {tuple(idx.shape)}, got {tuple(targets.shape)}")
         if positions is not None:
@@ -565,6 +567,55 @@ def perturb_(model: nn.Module, scale: float = 0.2, seed: int = 0) -> nn.Module:
     for p in model.parameters():
         p.add_(torch.randn(p.shape, generator=g).to(p) * scale)
     return model
+
+# %% ../nbs/10_gpt.ipynb #a7c1e2f3
+def ragged_batch(rows, pad_id: int = 0, device=None) -> tuple[Tensor, Tensor, Tensor]:
+    """Token lists of different lengths as one left-padded batch for `GPT.forward` or `trunk`: `(idx (B, T),
+    positions (B, T), attn_mask (B, 1, T, T))`. Row b's tokens fill its last `len(rows[b])` columns, at positions
+    0, 1, ...; a token may attend to the real tokens up to itself, a padding token (`pad_id`) to itself only."""
+    if not isinstance(rows, (list, tuple)) or not rows or not all(isinstance(r, (list, tuple)) and r for r in rows):
+        raise TypeError(f"ragged_batch: rows must be a non-empty list of non-empty lists of token ids, got {rows!r:.80}")
+    bad = next((t for r in rows for t in r if isinstance(t, bool) or not isinstance(t, numbers.Integral)), None)
+    if bad is not None:
+        raise TypeError(f"ragged_batch: token ids must be ints, got {bad!r} ({type(bad).__name__})")
+    check_int(pad_id, "pad_id", "ragged_batch", minimum=0)
+    T = max(len(r) for r in rows)
+    idx = torch.tensor([[pad_id] * (T - len(r)) + list(r) for r in rows], dtype=torch.long, device=device)   # (B, T)
+    first = torch.tensor([T - len(r) for r in rows], device=device)                # (B,): the first real column
+    real = torch.arange(T, device=device) >= first[:, None]                        # (B, T)
+    positions = (real.long().cumsum(1) - 1).clamp(min=0)                           # (B, T): 0 at the first real token
+    causal = torch.ones(T, T, dtype=torch.bool, device=device).tril()              # (T, T)
+    attn_mask = causal & real[:, None, :] | torch.eye(T, dtype=torch.bool, device=device)   # (B, T, T)
+    return idx, positions, attn_mask[:, None]                                      # mask: (B, 1, T, T)
+
+
+@torch.no_grad()
+def ragged_error(model: GPT, rows, prefill: int | None = None) -> float:
+    """The largest difference between each row's logits in `ragged_batch(rows)`, run in one pass and through the
+    caches (a prefill of `prefill` columns, default all but 3, then one column at a time), and the logits of the
+    row run alone. A model that reads positions and masks right gives rounding errors only."""
+    if not isinstance(model, GPT):
+        raise TypeError(f"ragged_error: model must be a GPT, got {type(model).__name__}")
+    was = model.training
+    model.eval()
+    idx, pos, mask = ragged_batch(rows, device=model.lm_head.weight.device)
+    T = idx.shape[1]
+    prefill = max(T - 3, 1) if prefill is None else check_int(prefill, "prefill", "ragged_error", maximum=T)
+    one_pass, _ = model(idx, positions=pos, attn_mask=mask)                          # (B, T, V)
+    caches = model.new_caches()
+    steps = [model(idx[:, :prefill], caches=caches, positions=pos[:, :prefill], attn_mask=mask[:, :, :prefill, :prefill])[0]]
+    for t in range(prefill, T):                                                      # the mask grows by a column
+        steps.append(model(idx[:, t:t + 1], caches=caches, positions=pos[:, t:t + 1],
+                           attn_mask=mask[:, :, t:t + 1, :t + 1])[0])
+    cached = torch.cat(steps, 1)                                                     # (B, T, V)
+    err = 0.0
+    for b, r in enumerate(rows):
+        alone, _ = model(idx.new_tensor([r]))                                        # (1, len(r), V)
+        for batched in (one_pass, cached):
+            err = max(err, (batched[b, T - len(r):] - alone[0]).abs().max().item())
+    model.train(was)
+    return err
+
 
 # %% ../nbs/10_gpt.ipynb #f48dfc09
 def _hf_pairs(model: GPT):

@@ -287,10 +287,12 @@ class ScaledRotaryEmbedding(RotaryEmbedding):
     def cos_sin(self, start: int, T: int, dtype: torch.dtype = torch.float32) -> tuple[Tensor, Tensor]:
         "The cosines and sines of the scaled angles of positions `start .. start + T - 1` in `dtype`; dynamic scaling recomputes them for a sequence longer than the original context."
         s = self.scaling
-        if s is not None and s["rope_type"] == "dynamic" and start + T > s["original_max_position_embeddings"]:
-            cos, sin = self._angles(start, T, self.cos_cached.device, seq_len=start + T)   # this length's
-            return cos.to(dtype), sin.to(dtype)
-        return super().cos_sin(start, T, dtype)
+        dynamic = s is not None and s["rope_type"] == "dynamic" and start + T > s["original_max_position_embeddings"]
+        if dynamic or start + T > self.max_len or dtype == torch.float64:        # not in the table: computed
+            cos, sin = self._angles(start, T, self.cos_cached.device, seq_len=start + T if dynamic else None)
+        else:                                                                   # chapter 4's table of cos, sin
+            cos, sin = self.cos_cached[start:start + T], self.sin_cached[start:start + T]
+        return cos.to(dtype), sin.to(dtype)
 
     def cos_sin_at(self, positions: Tensor, dtype: torch.dtype = torch.float32) -> tuple[Tensor, Tensor]:
         """The cosines and sines `(B, T, hs)` of the angles of `positions` `(B, T)`: each row at its own
