@@ -20,7 +20,7 @@ from torch import Tensor, nn
 from .assistant import clipped_surrogate, token_logprobs
 from .attention import (JsonConfig, check_choice, check_float, check_int, check_tensor,
                                        scaled_dot_product_attention)
-from .gpt import GPT, PreallocatedKVCache, generate, read_hf_folder, sample_next
+from .gpt import GPT, PreallocatedKVCache, check_token_ids, generate, read_hf_folder, sample_next
 from .llama import RMSNorm, ScaledRotaryEmbedding, SwiGLU, check_rope_scaling, hf_name, hf_rope
 from .multi_head import KVCache
 from .positional import rope_rotate
@@ -648,7 +648,8 @@ def mtp_speculative_generate(model: DeepSeek, idx, max_new_tokens: int) -> tuple
         raise TypeError(f"{where}: model must be a DeepSeek with an MTP module (mtp_depth >= 1), got "
                         f"{type(model).__name__}{'' if not isinstance(model, DeepSeek) else ' with mtp_depth=0'}")
     check_int(max_new_tokens, "max_new_tokens", where)
-    idx = torch.as_tensor(idx, dtype=torch.long).flatten().to(model.lm_head.weight.device)
+    idx = check_tensor(torch.as_tensor(idx), "idx", where, ndim=1, floating=False)      # 1.5 is not token 1
+    idx = check_token_ids(idx, model.config.vocab_size, "the prompt idx", where).long().to(model.lm_head.weight.device)
     if len(idx) + max_new_tokens + 1 > model.config.block_size:
         raise ValueError(f"{where}: prompt ({len(idx)}) + max_new_tokens ({max_new_tokens}) + 1 must fit in "
                          f"block_size={model.config.block_size}")
