@@ -434,17 +434,20 @@ class DeepSeek(GPT):
     config_class = DeepSeekConfig                                                   # for tools that build from a dict
 
     def __init__(self, config: DeepSeekConfig):
-        super().__init__(config)                                                    # GPT's: build_layers, then the head
+        super().__init__(config)                                                    # GPT's: build_layers, the head, extra_heads
         self.last_losses: dict[str, float] = {}
 
     def build_layers(self, c: DeepSeekConfig) -> tuple[None, nn.ModuleList, RMSNorm]:
-        """No position table (RoPE acts in attention, one module shared by all blocks), dense then MoE blocks,
-        an RMSNorm; and the `mtp_depth` MTP modules (`self.mtp`), which share the embedding and the head."""
+        "No position table (RoPE acts in attention, one module shared by all blocks), dense then MoE blocks, an RMSNorm."
         rope = ScaledRotaryEmbedding(c.qk_rope_head_dim, c.block_size, c.rope_base, c.rope_scaling)
         blocks = nn.ModuleList([DeepSeekBlock(c, rope, moe=c.n_routed_experts > 0 and i >= c.first_k_dense)
                                 for i in range(c.n_layer)])
-        self.mtp = nn.ModuleList([MTPModule(c, rope) for _ in range(c.mtp_depth)])
         return None, blocks, RMSNorm(c.n_embd, c.norm_eps)                          # HF: norm
+
+    def extra_heads(self, c: DeepSeekConfig) -> dict[str, nn.Module]:
+        "The `mtp_depth` MTP modules, as `mtp`: they share the embedding, the head and the blocks' RoPE."
+        rope = self.blocks[0].self_attn.rope
+        return {"mtp": nn.ModuleList([MTPModule(c, rope) for _ in range(c.mtp_depth)])}
 
     def residual_projections(self) -> list[nn.Linear]:
         "The layers that write into the residual stream: each W^O, and the down projections of dense and shared experts."
