@@ -15,7 +15,7 @@ import torch
 
 transformers = pytest.importorskip("transformers")
 
-from transformer_lit.gpt import generate, perturb_
+from transformer_lit.gpt import generate, perturb_, ragged_batch
 from transformer_lit.llama import (HF_ARCHITECTURES, Llama, LlamaConfig, llama_from_hf, llama_hf_state_dict,
                                    llama_to_hf)
 from transformer_lit.training import TrainConfig, Trainer, load_checkpoint
@@ -56,6 +56,23 @@ def test_logits_and_greedy_past_the_original_context(family, rope):
     mine = generate(ours, prompt, 48, temperature=0)
     ref = theirs.generate(prompt, max_new_tokens=48, min_new_tokens=48, do_sample=False)
     assert torch.equal(mine, ref)
+
+
+@pytest.mark.parametrize("family", ["llama", "qwen3"])
+@pytest.mark.parametrize("rope", ["default", "yarn"])
+def test_left_padded_batch_equals_transformers(family, rope):
+    "A ragged batch (left padding, our positions and mask) against transformers' attention_mask and position_ids."
+    theirs = hf_model(family, ROPES[rope])
+    ours = llama_from_hf(theirs, block_size=256)
+    g = torch.Generator().manual_seed(2)
+    rows = [torch.randint(512, (n,), generator=g).tolist() for n in (100, 7, 64)]     # past the original 64, too
+    idx, positions, attn_mask = ragged_batch(rows)
+    real = torch.arange(idx.shape[1]) >= torch.tensor([idx.shape[1] - len(r) for r in rows])[:, None]   # (B, T)
+    with torch.no_grad():
+        mine = ours(idx, positions=positions, attn_mask=attn_mask)[0]
+        ref = theirs(idx, attention_mask=real.long(), position_ids=positions).logits
+    err = (mine - ref)[real].abs().max().item()
+    assert err < 1e-4, err
 
 
 def test_bf16_folder_round_trip(tmp_path):

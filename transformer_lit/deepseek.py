@@ -430,21 +430,29 @@ class DeepSeek(GPT):
     `Trainer` work unchanged. In training mode with `targets`, the loss is the next-token cross-entropy plus
     the MoE balance losses and `mtp_loss_weight` times the mean MTP loss; in eval mode it is the next-token
     cross-entropy alone, so validation losses compare across models. After a forward pass with targets in
-    training mode, `last_losses` holds the parts."""
+    training mode, `last_losses` holds the parts (as floats, read when asked for: a training step reads no value)."""
     config_class = DeepSeekConfig                                                   # for tools that build from a dict
 
     def __init__(self, config: DeepSeekConfig):
-        super().__init__(config)                                                    # GPT's: build_layers, then the head
-        self.last_losses: dict[str, float] = {}
+        super().__init__(config)                                                    # GPT's: build_layers, the head, extra_heads
+        self.loss_parts: dict[str, Tensor] = {}                                     # detached, on the model's device
 
     def build_layers(self, c: DeepSeekConfig) -> tuple[None, nn.ModuleList, RMSNorm]:
-        """No position table (RoPE acts in attention, one module shared by all blocks), dense then MoE blocks,
-        an RMSNorm; and the `mtp_depth` MTP modules (`self.mtp`), which share the embedding and the head."""
+        "No position table (RoPE acts in attention, one module shared by all blocks), dense then MoE blocks, an RMSNorm."
         rope = ScaledRotaryEmbedding(c.qk_rope_head_dim, c.block_size, c.rope_base, c.rope_scaling)
         blocks = nn.ModuleList([DeepSeekBlock(c, rope, moe=c.n_routed_experts > 0 and i >= c.first_k_dense)
                                 for i in range(c.n_layer)])
-        self.mtp = nn.ModuleList([MTPModule(c, rope) for _ in range(c.mtp_depth)])
         return None, blocks, RMSNorm(c.n_embd, c.norm_eps)                          # HF: norm
+
+    def extra_heads(self, c: DeepSeekConfig) -> dict[str, nn.Module]:
+        "The `mtp_depth` MTP modules, as `mtp`: they share the embedding, the head and the blocks' RoPE."
+        rope = self.blocks[0].self_attn.rope
+        return {"mtp": nn.ModuleList([MTPModule(c, rope) for _ in range(c.mtp_depth)])}
+
+    @property
+    def last_losses(self) -> dict[str, float]:
+        "The parts of the last training loss (`next_token`, `balance`, `mtp`, when the model has them), as floats."
+        return {k: float(v) for k, v in self.loss_parts.items()}
 
     def residual_projections(self) -> list[nn.Linear]:
         "The layers that write into the residual stream: each W^O, and the down projections of dense and shared experts."
@@ -503,7 +511,7 @@ class DeepSeek(GPT):
             mtp = [F.cross_entropy(lg.flatten(0, 1), targets[:, k:].flatten())        # token i + k + 1
                    for k, lg in enumerate(self.mtp_logits(idx, h), start=1)]
             parts["mtp"] = torch.stack(mtp).mean()
-        self.last_losses = {k: v.item() for k, v in parts.items()}
+        self.loss_parts = {k: v.detach() for k, v in parts.items()}
         total = loss + parts.get("balance", 0.0) + self.config.mtp_loss_weight * parts.get("mtp", 0.0)
         return logits, total
 

@@ -116,7 +116,7 @@ class GPT(nn.Module):
     `trunk(idx (B, T))` is the model up to its last hidden states `(B, T, C)`: embeddings, blocks, final
     norm. `forward(idx, targets | None)` returns `(logits (B, T, V), loss | None)`: `lm_head(trunk(idx))`
     and the mean cross-entropy against `targets` (the inputs shifted by one, chapter 8). Subclasses
-    (chapter 12's `Llama`, chapter 14's `DeepSeek`) change `build_layers` and keep the rest."""
+    (chapter 12's `Llama`, chapter 14's `DeepSeek`) change `build_layers` (and `extra_heads`) and keep the rest."""
     config_class = GPTConfig                                                   # for tools that build from a dict
 
     def __init__(self, config: GPTConfig):
@@ -131,6 +131,8 @@ class GPT(nn.Module):
         self.lm_head = nn.Linear(c.n_embd, c.vocab_size, bias=False)
         if c.tie_weights:
             self.lm_head.weight = self.tok_emb.weight                          # one tensor, two roles
+        for name, module in self.extra_heads(c).items():                       # none for GPT
+            self.add_module(name, module)
         self.reset_parameters()
 
     def build_layers(self, c: GPTConfig) -> tuple[nn.Module | None, nn.ModuleList, nn.Module]:
@@ -140,6 +142,10 @@ class GPT(nn.Module):
                                        max_len=c.block_size, dropout=c.dropout, bidirectional=False)
         blocks = nn.ModuleList([GPTBlock(c, hook) for _ in range(c.n_layer)])
         return pos_enc, blocks, nn.LayerNorm(c.n_embd, eps=c.layer_norm_eps, bias=c.bias)
+
+    def extra_heads(self, c: GPTConfig) -> dict[str, nn.Module]:
+        "Modules built after `lm_head`, by name: none here (chapter 14's multi-token-prediction modules)."
+        return {}
 
     def residual_projections(self) -> list[nn.Linear]:
         "The layers that write into the residual stream: each block's attention W^O and MLP W_2."
@@ -175,11 +181,11 @@ class GPT(nn.Module):
         return [PreallocatedKVCache(self.config.block_size if max_len is None else max_len) for _ in self.blocks]
 
     def check_inputs(self, idx: Tensor, targets: Tensor | None = None, caches: list[KVCache] | None = None,
-                     positions: Tensor | None = None, attn_mask: Tensor | None = None, where: str | None = None):
+                     positions: Tensor | None = None, attn_mask: Tensor | None = None):
         """Types and shapes of a forward pass's inputs, with a message naming the argument. Python checks
         only: no value of a tensor is read, so a step on a GPU never waits for one. Token ids outside the
-        vocabulary are checked where ids come in (`check_token_ids`: `generate`, the `Trainer`)."""
-        where, c = where or type(self).__name__, self.config
+        vocabulary are checked where ids come in (`check_token_ids`, which `generate` calls)."""
+        where, c = type(self).__name__, self.config
         if not isinstance(idx, Tensor) or idx.ndim != 2 or idx.dtype not in (torch.int64, torch.int32):
             got = f"{idx.dtype} tensor of shape {tuple(idx.shape)}" if isinstance(idx, Tensor) else type(idx).__name__
             kind = ValueError if isinstance(idx, Tensor) and idx.dtype in (torch.int64, torch.int32) else TypeError
@@ -192,15 +198,11 @@ class GPT(nn.Module):
                 (caches is None and T > c.block_size):
             raise ValueError(f"{where}: idx must hold 1 to block_size={c.block_size} tokens per row"
                              f"{f' after the {past} cached' if past else ''}, got T={T}")
-        if targets is not None:
-            if not (isinstance(targets, Tensor) and targets.dtype in (torch.int64, torch.int32)):
-                check_tensor(targets, "targets", where, floating=False)    # the message; int8 etc. pass it
-            if targets.shape != idx.shape:
-                raise ValueError(f"{where}: targets must have the shape of idx {tuple(idx.shape)}, got {tuple(targets.shape)}")
-        if positions is not None:
-            check_tensor(positions, "positions", where, floating=False)
-            if positions.shape != idx.shape:
-                raise ValueError(f"{where}: positions must have the shape of idx {tuple(idx.shape)}, got {tuple(positions.shape)}")
+        for name, t in (("targets", targets), ("positions", positions)):
+            if t is not None and not (isinstance(t, Tensor) and t.dtype in (torch.int64, torch.int32)):
+                check_tensor(t, name, where, floating=False)                   # the message (int8 passes it)
+            if t is not None and t.shape != idx.shape:
+                raise ValueError(f"{where}: {name} must have the shape of idx {tuple(idx.shape)}, got {tuple(t.shape)}")
         if attn_mask is not None:
             check_tensor(attn_mask, "attn_mask", where)
             T_k = T + (len(caches[0]) if caches else 0)
@@ -590,30 +592,22 @@ def ragged_batch(rows, pad_id: int = 0, device=None) -> tuple[Tensor, Tensor, Te
 
 
 @torch.no_grad()
-def ragged_error(model: GPT, rows, prefill: int | None = None) -> float:
+def ragged_error(model: GPT, rows) -> float:
     """The largest difference between each row's logits in `ragged_batch(rows)`, run in one pass and through the
-    caches (a prefill of `prefill` columns, default all but 3, then one column at a time), and the logits of the
-    row run alone. A model that reads positions and masks right gives rounding errors only."""
+    caches (a prefill, then the last 3 columns one at a time), and the logits of the row run alone."""
     if not isinstance(model, GPT):
         raise TypeError(f"ragged_error: model must be a GPT, got {type(model).__name__}")
-    was = model.training
-    model.eval()
+    if model.training:                                                              # dropout, MoE balancing
+        raise ValueError("ragged_error: the model must be in eval mode (model.eval()), got it in training mode")
     idx, pos, mask = ragged_batch(rows, device=model.lm_head.weight.device)
-    T = idx.shape[1]
-    prefill = max(T - 3, 1) if prefill is None else check_int(prefill, "prefill", "ragged_error", maximum=T)
-    one_pass, _ = model(idx, positions=pos, attn_mask=mask)                          # (B, T, V)
-    caches = model.new_caches()
-    steps = [model(idx[:, :prefill], caches=caches, positions=pos[:, :prefill], attn_mask=mask[:, :, :prefill, :prefill])[0]]
-    for t in range(prefill, T):                                                      # the mask grows by a column
-        steps.append(model(idx[:, t:t + 1], caches=caches, positions=pos[:, t:t + 1],
-                           attn_mask=mask[:, :, t:t + 1, :t + 1])[0])
-    cached = torch.cat(steps, 1)                                                     # (B, T, V)
-    err = 0.0
+    T, caches, err = idx.shape[1], model.new_caches(), 0.0
+    chunks = [slice(0, max(T - 3, 1))] + [slice(t, t + 1) for t in range(max(T - 3, 1), T)]   # the mask grows
+    cached = torch.cat([model(idx[:, s], caches=caches, positions=pos[:, s], attn_mask=mask[:, :, s, :s.stop])[0]
+                        for s in chunks], 1)                                         # (B, T, V)
     for b, r in enumerate(rows):
-        alone, _ = model(idx.new_tensor([r]))                                        # (1, len(r), V)
-        for batched in (one_pass, cached):
-            err = max(err, (batched[b, T - len(r):] - alone[0]).abs().max().item())
-    model.train(was)
+        alone = model(idx.new_tensor([r]))[0][0]                                     # (len(r), V)
+        for batched in (model(idx, positions=pos, attn_mask=mask)[0], cached):      # one pass, the caches
+            err = max(err, (batched[b, T - len(r):] - alone).abs().max().item())
     return err
 
 
