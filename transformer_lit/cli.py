@@ -241,8 +241,8 @@ def _train(args) -> int:
         common = dict(vocab_size=tok.vocab_size, block_size=args.block_size, n_layer=args.n_layer,
                       n_head=args.n_head, n_embd=args.n_embd, dropout=args.dropout)
         if args.n_kv_head is not None and "n_kv_head" not in fields:
-            raise ValueError(f"--n-kv-head: --arch {arch} has no separate key/value heads; grouped-query "
-                             f"attention needs --arch llama (got --n-kv-head {args.n_kv_head})")
+            raise ValueError(f"--n-kv-head: {arch} has no grouped-query attention; it needs --arch llama "
+                             f"(got --n-kv-head {args.n_kv_head})")
         if "position" in fields:
             common["position"] = args.position or "learned"
         elif args.position not in (None, "rope"):
