@@ -5,7 +5,7 @@
 # %% auto #0
 __all__ = ['CHECKPOINT_FORMAT', 'CHECKPOINT_VERSION', 'CHECKPOINT_FILES', 'RESUMABLE_CHANGES', 'ARCHITECTURES_GROUP', 'rng_state', 'set_rng_state', 'CheckpointError', 'save_checkpoint', 'resolve_checkpoint', 'load_checkpoint', 'Checkpoints', 'architectures', 'load_architecture', 'load_model']
 
-# %% ../nbs/09_scale.ipynb #7a406086
+# %% ../nbs/09_scale.ipynb #72085670
 import io
 import json
 import os
@@ -23,7 +23,7 @@ from .training import seed_everything
 from .tokenizer import (atomic_write_bytes, file_sha256, first_line, fsync_dir, tokenizer_from_dict,
                                        tokenizer_json)
 
-# %% ../nbs/09_scale.ipynb #46372c1c
+# %% ../nbs/09_scale.ipynb #94270bab
 def rng_state() -> dict:
     "This process's random number generator states, as tensors and numbers (readable with `weights_only=True`)."
     np_state = np.random.get_state()
@@ -43,7 +43,7 @@ def set_rng_state(state: dict):
     if "cuda" in state and torch.cuda.is_available():
         torch.cuda.set_rng_state(state["cuda"])
 
-# %% ../nbs/09_scale.ipynb #e28a4e92
+# %% ../nbs/09_scale.ipynb #ebe19c63
 CHECKPOINT_FORMAT = "transformer-lit-checkpoint"
 CHECKPOINT_VERSION = 1
 CHECKPOINT_FILES = ("model.safetensors", "state.pt", "tokenizer.json")   # the last one is optional
@@ -140,7 +140,7 @@ def save_checkpoint(path, model: nn.Module, optimizer=None, scheduler=None, *, s
             shutil.rmtree(old, ignore_errors=True)
     return path
 
-# %% ../nbs/09_scale.ipynb #1a9abe4f
+# %% ../nbs/09_scale.ipynb #1f4e6a15
 def resolve_checkpoint(path) -> Path:
     "A checkpoint directory, or the one named by the `latest` file of a run directory."
     p = Path(path)
@@ -196,7 +196,7 @@ def _read_checkpoint_config(p: Path) -> dict:
             raise CheckpointError(f"load_checkpoint: {str(f)!r}: {key} must be {what}, got {str(config.get(key))[:60]}")
     return config
 
-# %% ../nbs/09_scale.ipynb #bd0d0fee
+# %% ../nbs/09_scale.ipynb #70997775
 def load_checkpoint(path, model: nn.Module | None = None, optimizer=None, scheduler=None) -> dict:
     """Verify a checkpoint (or a run directory's latest) and load it into `model`, `optimizer`, `scheduler`.
 
@@ -256,7 +256,7 @@ def load_checkpoint(path, model: nn.Module | None = None, optimizer=None, schedu
             "train_config": config["train_config"], "tokenizer": tok, "trainer_state": state["trainer"],
             "optimizer_state": state["optimizer"]}
 
-# %% ../nbs/09_scale.ipynb #3e7d5005
+# %% ../nbs/09_scale.ipynb #b196cfe7
 # Fields of TrainConfig that a resumed run may change; all others must equal the checkpoint's.
 RESUMABLE_CHANGES = {"eval_interval", "eval_batches", "checkpoint_interval", "keep_checkpoints",
                      "device", "precision", "compile", "progress", "batch_size", "grad_accum_steps", "strategy"}
@@ -332,7 +332,7 @@ class Checkpoints:
             seed_everything(trainer.cfg.seed + s.rank + 1_000_003 * trainer.step)
         return trainer.step
 
-# %% ../nbs/09_scale.ipynb #088f5552
+# %% ../nbs/09_scale.ipynb #fa073ef9
 ARCHITECTURES_GROUP = "transformer_lit.architectures"
 
 

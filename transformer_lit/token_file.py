@@ -5,7 +5,7 @@
 # %% auto #0
 __all__ = ['TOKEN_FILE_MAGIC', 'TOKEN_FILE_VERSION', 'TOKEN_HEADER', 'token_file_tokenizer_path', 'write_token_file', 'read_token_file']
 
-# %% ../nbs/09_scale.ipynb #733065ac
+# %% ../nbs/09_scale.ipynb #9af65004
 import os
 import struct
 from pathlib import Path
@@ -15,7 +15,7 @@ import numpy as np
 from .attention import check_int
 from .tokenizer import first_line, fsync_dir, load_tokenizer, save_tokenizer, tokenizer_sha256
 
-# %% ../nbs/09_scale.ipynb #664223d3
+# %% ../nbs/09_scale.ipynb #e700b640
 TOKEN_FILE_MAGIC = b"TLTOKENS"
 TOKEN_FILE_VERSION = 1
 TOKEN_HEADER = struct.Struct("<8sIIQQ32s")        # magic, version, bytes per token, vocab size, tokens, tokenizer SHA-256
