@@ -66,7 +66,7 @@ site-test: $(STAMP)
 # in the lab as in the book; the check fails early if the extension is missing from the environment.
 lab: $(STAMP)
 	$(BIN)/jupyter labextension list 2>&1 | grep -q jupyterlab-myst || { echo "error: jupyterlab-myst is not installed in $(VENV)"; exit 1; }
-	$(BIN)/jupyter lab --notebook-dir=nbs
+	$(BIN)/jupyter lab --notebook-dir=nbs $$( [ "$$(id -u)" = 0 ] && echo --allow-root )
 
 benchmark: $(STAMP)
 	@for f in benchmarks/*.py; do echo "== $$f"; $(BIN)/python $$f || exit 1; done

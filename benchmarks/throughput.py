@@ -43,7 +43,8 @@ import time
 import torch
 
 from transformer_lit.gpt import GPT, GPTConfig
-from transformer_lit.training import TrainConfig, Trainer
+from transformer_lit.parallel import strategy_for
+from transformer_lit.training import TrainConfig, Trainer, windows
 
 # name pattern in torch.cuda.get_device_name() -> (bf16 dense peak, TF32 dense peak), FLOP/s. Order matters.
 GPU_PEAKS = [("H200", "NVIDIA H200", 989e12, 495e12),
@@ -93,7 +94,7 @@ def make_trainer(fields: dict, B: int, precision: str, compile: bool, device: to
     data = torch.randint(c.vocab_size, (max(200_000, 4 * B * c.block_size),))
     cfg = TrainConfig(block_size=c.block_size, batch_size=B, max_steps=10_000, warmup_steps=10, eval_interval=0,
                       device=str(device), precision=precision, compile=compile, progress=False)
-    return Trainer(GPT(c), data, None, cfg)
+    return Trainer(GPT(c), data, None, cfg, strategy=strategy_for(cfg))
 
 
 def main():
@@ -152,8 +153,9 @@ def main():
             rows.append((label, *v, tok_s, fpt * tok_s, peak[v[0]], reps))
         for v in [v for v in [(p, m) for p in ("fp32", "bf16") for m in ("eager", "compiled")] if v not in variants]:
             rows.append((label, *v, None, None, peak[v[0]], 0))
-        kernel = trainers[variants[0]].sdpa_kernel
-        print(f"{label}: {fpt / 1e6:.1f} MFLOP per token; attention kernel: {kernel}")
+        t = trainers[variants[0]]
+        kernel = t.strategy.describe(t.model, windows(t.train_data, torch.zeros(1, dtype=torch.long), t.cfg.block_size)[0])
+        print(f"{label}: {fpt / 1e6:.1f} MFLOP per token; {kernel}")
         del trainers
     print()
     print(f"load average at the end {os.getloadavg()[0]:.1f}\n")

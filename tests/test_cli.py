@@ -46,6 +46,16 @@ def trained(tmp_path_factory):
     return d, r
 
 
+def test_help_imports_neither_torch_nor_a_plugin():
+    "`transformer-lit --help` lists the plugins from their entry points: it imports no plugin and not torch."
+    code = ("import sys\nfrom transformer_lit.cli import main\ntry:\n    main(['--help'])\nexcept SystemExit as e:\n"
+            "    assert e.code == 0, e.code\nprint(sorted(m for m in sys.modules if m == 'torch' or m.startswith('transformer_lit.')))")
+    r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=ENV, timeout=60)
+    assert r.returncode == 0, r.stderr
+    assert "chat" in r.stdout and "transformer_lit.assistant:chat_command" in r.stdout      # the plugin is listed ...
+    assert r.stdout.strip().splitlines()[-1] == "['transformer_lit.cli']"                    # ... but nothing is imported
+
+
 def test_help_explains_every_option():
     top = run("--help").stdout
     assert "train" in top and "generate" in top
@@ -255,7 +265,7 @@ def test_a_plugin_adds_a_subcommand(tmp_path):
     r = run_with(env, "count", tmp_path / "verse.txt")
     assert r.returncode == 0 and r.stdout == f"{len(VERSE)}\n" and r.stderr == "", r
     top = run_with(env, "--help")
-    assert top.returncode == 0 and "count" in top.stdout and "count the characters of a file" in top.stdout
+    assert top.returncode == 0 and "count" in top.stdout and "fake_plugin:count" in top.stdout   # listed, not loaded
     assert "a text file" in run_with(env, "count", "--help").stdout
     r = run_with(env, "count", tmp_path / "missing.txt")              # the plugin's OSError: a mistake, status 2
     assert r.returncode == 2 and r.stderr.count("\n") == 1 and "transformer-lit count: error:" in r.stderr, r
@@ -268,23 +278,25 @@ def test_broken_plugins_give_one_line_each_and_the_rest_works(tmp_path, trained)
                                     "not-a-command = fake_plugin:just_a_string\ncrash = fake_plugin:crash\n")
     d, _ = trained
     r = run_with(env, "generate", "--ckpt", d / "run", "--prompt", "Shall", "--max-new-tokens", "5", "--temperature", "0")
-    assert r.returncode == 0 and r.stdout.startswith("Shall"), r
-    lines = r.stderr.splitlines()
-    assert "Traceback" not in r.stderr and len(lines) == 6, r.stderr
-    assert all(line.startswith("transformer-lit: warning: skipping the plugin") for line in lines), lines
-    for needle in ("'missing' (no_such_module:command): it fails to load (ModuleNotFoundError",
-                   "'attr' (fake_plugin:no_such_object): it fails to load (AttributeError",
-                   "'train' (fake_plugin:clash): the command 'train' exists already",
-                   "'other' (fake_plugin:count): its entry point is named 'other' but the object's name is 'count'",
-                   "'bad-options': its add_arguments failed (KeyError",
-                   "'not-a-command' (fake_plugin:just_a_string): its name must be a lower-case word"):
-        assert any(needle in line for line in lines), (needle, lines)
+    assert r.returncode == 0 and r.stdout.startswith("Shall") and r.stderr == "", r   # a built-in command loads no plugin
+    top = run_with(env, "--help")
+    assert top.returncode == 0 and "Traceback" not in top.stderr and "missing" in top.stdout, top
+    assert "--data" in run_with(env, "train", "--help").stdout            # 'train' stays the built-in command
+    for name, needle in (("missing", "'missing' (no_such_module:command): it fails to load (ModuleNotFoundError"),
+                         ("attr", "'attr' (fake_plugin:no_such_object): it fails to load (AttributeError"),
+                         ("other", "'other' (fake_plugin:count): its entry point is named 'other' but the object's name is 'count'"),
+                         ("bad-options", "'bad-options': its add_arguments failed (KeyError"),
+                         ("not-a-command", "'not-a-command' (fake_plugin:just_a_string): its name must be a lower-case word")):
+        r = run_with(env, name)                                        # the broken plugin is skipped: no such command
+        lines = r.stderr.splitlines()
+        assert r.returncode == 2 and "Traceback" not in r.stderr and len(lines) == 2, r.stderr
+        assert lines[0].startswith("transformer-lit: warning: skipping the plugin") and needle in lines[0], lines
     r = run_with(env, "crash")                                         # a failure inside run(): one line, status 1
     assert r.returncode == 1 and "Traceback" not in r.stderr, r
     assert r.stderr.splitlines()[-1].startswith("transformer-lit crash: error: RuntimeError: something went wrong")
 
 
-# ---- precision, compilation, strategy and token files (chapter 8's options on the command line) -----------
+# ---- precision, compilation, strategy and token files (chapter 9's options on the command line) -----------
 
 def test_help_explains_the_speed_options_and_tokenize():
     "Before: no --tokens, --precision, --compile or --strategy, and no tokenize command."
@@ -387,7 +399,7 @@ def test_speed_and_token_file_mistakes_give_one_line(bad_token_files, args, need
 
 
 def test_fp16_on_this_cpu_gives_one_line(tmp_path):
-    from transformer_lit.training import cpu_has_fp16
+    from transformer_lit.parallel import cpu_has_fp16
     if torch.cuda.is_available() or cpu_has_fp16():
         pytest.skip("this machine computes float16")
     (tmp_path / "verse.txt").write_text(VERSE)
@@ -419,22 +431,29 @@ def test_tokenize_with_a_bpe_tokenizer_gives_the_ids_of_the_whole_text(tmp_path)
     assert ids.tolist() == tok.encode(text)
 
 
-def test_arch_llama_trains_resumes_and_generates(tmp_path):
-    "`--arch llama` (chapter 12, found through the entry-point group transformer_lit.architectures)."
+@pytest.mark.parametrize("arch, cls, extra", [("llama", "Llama", ["--n-kv-head", "1"]), ("deepseek", "DeepSeek", [])])
+def test_arch_trains_resumes_generates_and_loads(tmp_path, arch, cls, extra):
+    "`--arch llama` (chapter 12) and `--arch deepseek` (chapter 14), found through the entry-point group transformer_lit.architectures."
+    from transformer_lit.checkpoint import load_model
+    from transformer_lit.gpt import generate
     (tmp_path / "verse.txt").write_text(VERSE)
-    r = run("train", "--data", tmp_path / "verse.txt", "--out", tmp_path / "run", "--arch", "llama",
-            "--n-kv-head", "1", "--no-progress", *TINY)
-    assert "training a Llama of" in r.stdout
+    r = run("train", "--data", tmp_path / "verse.txt", "--out", tmp_path / "run", "--arch", arch, *extra, "--no-progress", *TINY)
+    assert f"training a {cls} of" in r.stdout
     saved = json.loads((tmp_path / "run" / "step_00000006" / "config.json").read_text())["model_config"]
-    assert saved["arch"] == "llama" and saved["n_kv_head"] == 1
+    assert saved["arch"] == arch and (arch != "llama" or saved["n_kv_head"] == 1)
+    model, tok = load_model(tmp_path / "run")                          # the public loader: any architecture
+    assert type(model).__name__ == cls and not model.training and tok.vocab_size == len(set(VERSE))
     cut = tmp_path / "cut"
     shutil.copytree(tmp_path / "run", cut)
     shutil.rmtree(cut / "step_00000006")
     (cut / "latest").write_text("step_00000003")
     again = run("train", "--out", cut, "--resume", "--no-progress")
     assert "resumed" in again.stdout and val_loss(again.stdout) == val_loss(r.stdout)
-    text = run("generate", "--ckpt", tmp_path / "run", "--prompt", "Shall", "--max-new-tokens", "20").stdout
-    assert text.startswith("Shall") and len(text.rstrip("\n")) == len("Shall") + 20
+    text = run("generate", "--ckpt", tmp_path / "run", "--prompt", "Shall", "--max-new-tokens", "20", "--temperature", "0").stdout
+    body = text[:-1]                                                   # the command ends its output with a newline
+    assert text.endswith("\n") and body.startswith("Shall") and len(body) == len("Shall") + 20
+    ids = generate(model, tok.encode("Shall"), 20, temperature=0.0)      # in Python, the same greedy text
+    assert tok.decode(ids.tolist()) == body
 
 
 @pytest.mark.parametrize("args, needle", [

@@ -61,12 +61,12 @@ def one(tmp_path_factory):
     d = tmp_path_factory.mktemp("ddp")
     seconds = _run([sys.executable, SCRIPT, "--out", d / "one", "--batch-size", "8"], d)
     print(f"one process: {seconds:.1f} s")
-    from transformer_lit.training import load_checkpoint
+    from transformer_lit.checkpoint import load_checkpoint
     return d, load_checkpoint(d / "one")
 
 
 def test_two_processes_match_one(one):
-    from transformer_lit.training import load_checkpoint
+    from transformer_lit.checkpoint import load_checkpoint
     d, ref = one
     seconds = _run([*TORCHRUN, SCRIPT, "--out", d / "two", "--batch-size", "4", "--report"], d)
     print(f"two processes (torchrun): {seconds:.1f} s")
@@ -82,7 +82,7 @@ def test_two_processes_match_one(one):
 
 def test_accumulation_under_ddp_matches_one(one):
     "Two processes x 2 micro-batches of 2 = the global batch of 8: DDP all-reduces once per step (no_sync)."
-    from transformer_lit.training import load_checkpoint
+    from transformer_lit.checkpoint import load_checkpoint
     d, ref = one
     _run([*TORCHRUN, SCRIPT, "--out", d / "accum", "--batch-size", "2", "--grad-accum", "2", "--report"], d)
     _assert_same_run(ref, load_checkpoint(d / "accum"), evaluations=False)   # evaluation batches of 2 x 2, not 8
@@ -96,7 +96,7 @@ def test_accumulation_under_ddp_matches_one(one):
 def test_dropout_per_process_and_exact_resume(tmp_path):
     "With dropout each process has its own random state; a run resumed under torchrun continues exactly."
     from safetensors.torch import load_file
-    from transformer_lit.training import load_checkpoint
+    from transformer_lit.checkpoint import load_checkpoint
     common = ["--batch-size", "4", "--dropout", "0.2"]
     _run([*TORCHRUN, SCRIPT, "--out", tmp_path / "straight", *common, "--report"], tmp_path)
     _run([*TORCHRUN, SCRIPT, "--out", tmp_path / "cut", *common, "--until", "10"], tmp_path)

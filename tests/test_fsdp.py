@@ -66,12 +66,12 @@ def one(tmp_path_factory):
     d = tmp_path_factory.mktemp("fsdp")
     seconds = _run([sys.executable, SCRIPT, "--out", d / "one", "--batch-size", "8"], d)
     print(f"one process: {seconds:.1f} s")
-    from transformer_lit.training import load_checkpoint
+    from transformer_lit.checkpoint import load_checkpoint
     return d, load_checkpoint(d / "one")
 
 
 def test_fsdp_two_processes_match_one(one):
-    from transformer_lit.training import load_checkpoint
+    from transformer_lit.checkpoint import load_checkpoint
     d, ref = one
     seconds = _run([*TORCHRUN, SCRIPT, "--out", d / "fsdp", "--batch-size", "4", "--strategy", "fsdp", "--report"], d)
     print(f"two processes, FSDP (torchrun): {seconds:.1f} s")
@@ -90,7 +90,7 @@ def test_fsdp_two_processes_match_one(one):
 def test_fsdp_accumulation_resume_and_one_process_resume(one):
     from safetensors.torch import load_file
     from transformer_lit.gpt import GPT
-    from transformer_lit.training import load_checkpoint
+    from transformer_lit.checkpoint import load_checkpoint
     sys.path.insert(0, str(ROOT / "tests"))
     from train_sharded_lm import model_config
     d, ref = one
@@ -117,7 +117,7 @@ def test_fsdp_accumulation_resume_and_one_process_resume(one):
 
 
 def test_fsdp_with_bf16_tracks_one_fp32_process(one):
-    from transformer_lit.training import load_checkpoint
+    from transformer_lit.checkpoint import load_checkpoint
     d, ref = one
     _run([*TORCHRUN, SCRIPT, "--out", d / "bf16", "--batch-size", "4", "--strategy", "fsdp", "--precision", "bf16"], d)
     bf16 = load_checkpoint(d / "bf16")

@@ -60,3 +60,28 @@ def test_version():
     # (pyproject reads it from transformer_lit.__version__; a stale install shows up here).
     assert Path(transformer_lit.__file__).resolve().is_relative_to(ROOT), transformer_lit.__file__
     assert importlib.metadata.version("transformer-lit") == v
+
+
+# Chapter order is import order (CONTRIBUTING.md); modules not listed here (new chapters) are not checked.
+IMPORT_ORDER = ["attention", "self_attention", "multi_head", "positional", "encoder", "decoder", "tokenizer",
+                "training", "checkpoint", "token_file", "parallel", "gpt", "cli", "llama", "assistant", "deepseek"]
+
+
+def test_nothing_imports_forward():
+    "No module imports a later chapter's module, at the top or inside a function."
+    root = Path(transformer_lit.__file__).parent
+    late = []
+    for name in IMPORT_ORDER:
+        src = (root / f"{name}.py").read_text(encoding="utf-8")
+        for dep in re.findall(r"^\s*from (?:\.|transformer_lit\.)(\w+) import", src, flags=re.M):
+            if dep in IMPORT_ORDER and IMPORT_ORDER.index(dep) > IMPORT_ORDER.index(name):
+                late.append(f"{name} imports {dep}")
+    assert not late, late
+
+
+def test_the_training_modules_stay_small():
+    "One job per module: the loop, the checkpoint format, token files and the parallel machinery, each <= 700 lines."
+    root = Path(transformer_lit.__file__).parent
+    sizes = {m: len((root / f"{m}.py").read_text(encoding="utf-8").splitlines())
+             for m in ("training", "checkpoint", "token_file", "parallel", "tokenizer", "cli")}
+    assert all(n <= 700 for n in sizes.values()), sizes

@@ -1,4 +1,4 @@
-"""Mixed precision, compilation and the attention-kernel probe of chapter 8's Trainer, on the CPU.
+"""Mixed precision, compilation and the attention-kernel probe of chapter 8's Trainer with chapter 9's strategies, on the CPU.
 
 - bf16 autocast tracks float32: chapter 10's GPT (a small one) trained 60 steps from the same weights on
   the same batches; every step's training loss within 0.03 nats of the float32 run's and the final
@@ -23,8 +23,10 @@ import torch
 from transformer_lit.attention import raises
 from transformer_lit.gpt import GPT, GPTConfig
 from transformer_lit.tokenizer import CharTokenizer, load_corpus
-import transformer_lit.training as training
-from transformer_lit.training import TrainConfig, Trainer, autocast_dtype, sdpa_kernel, train_val_split
+import transformer_lit.parallel as parallel
+from transformer_lit.checkpoint import Checkpoints
+from transformer_lit.parallel import autocast_dtype, sdpa_kernel, strategy_for
+from transformer_lit.training import TrainConfig, Trainer, train_val_split
 
 torch.set_num_threads(1)
 TEXT = load_corpus()[:200_000]
@@ -39,9 +41,10 @@ def run(precision="fp32", steps=60, compile=False, out_dir=None, until=None, res
     cfg = TrainConfig(block_size=fields["block_size"], batch_size=8, max_steps=steps, lr=3e-3, warmup_steps=min(5, steps),
                       eval_interval=steps, eval_batches=4, device="cpu", precision=precision, compile=compile,
                       progress=False)
-    t = Trainer(GPT(GPTConfig(**fields)), TRAIN, VAL, cfg, out_dir=out_dir, tokenizer=TOK)
+    ck = None if out_dir is None else Checkpoints(out_dir)
+    t = Trainer(GPT(GPTConfig(**fields)), TRAIN, VAL, cfg, strategy=strategy_for(cfg), checkpoints=ck, tokenizer=TOK)
     if resume:
-        t.resume()
+        ck.resume(t)
     t.fit(until)
     return t
 
@@ -53,7 +56,7 @@ def test_bf16_tracks_fp32():
     val_gap = abs(fp32.history["val_eval"][-1] - bf16.history["val_eval"][-1])
     print(f"bf16 vs fp32 over 60 steps: largest loss difference {gap:.4f}, mean {mean_gap:.4f}, final validation "
           f"{val_gap:.4f} ({fp32.history['val_eval'][-1]:.4f} vs {bf16.history['val_eval'][-1]:.4f})")
-    assert bf16.amp_dtype == torch.bfloat16 and fp32.amp_dtype is None
+    assert bf16.strategy.amp_dtype == torch.bfloat16 and fp32.strategy.amp_dtype is None
     assert fp32.history["loss"][-1] < fp32.history["loss"][0] - 0.5          # both runs learn
     assert bf16.history["loss"][-1] < bf16.history["loss"][0] - 0.5
     assert gap < 0.12 and mean_gap < 0.03 and val_gap < 0.05
@@ -74,40 +77,42 @@ def test_compile_matches_eager():
 
 
 def test_fp16_is_refused_on_a_cpu_without_it():
-    if training.cpu_has_fp16():
+    if parallel.cpu_has_fp16():
         pytest.skip("this CPU computes float16 natively (AMX-FP16)")
     raises(ValueError, autocast_dtype, torch.device("cpu"), "fp16", match="needs a GPU or a CPU with native float16")
     raises(ValueError, run, "fp16", steps=1, match="AMX-FP16")
     raises(ValueError, TrainConfig, precision="fp8", match="precision must be one of ['auto', 'fp32', 'bf16', 'fp16'], got 'fp8'")
     raises(ValueError, TrainConfig, strategy="zero3", match="strategy must be one of ['ddp', 'fsdp'], got 'zero3'")
     cfg = TrainConfig(block_size=32, batch_size=2, max_steps=1, warmup_steps=0, device="cpu", strategy="fsdp")
+    raises(ValueError, strategy_for, cfg, match="strategy='fsdp' shards the model over the processes that torchrun starts")
     raises(ValueError, Trainer, GPT(GPTConfig(vocab_size=TOK.vocab_size, block_size=32, n_layer=1, n_head=2, n_embd=32)),
-           TRAIN, VAL, cfg, match="strategy='fsdp' shards the model over the processes that torchrun starts")
+           TRAIN, VAL, cfg, match="need chapter 9's strategies")         # the default strategy: one process, float32
 
 
 def test_fp16_gradient_scaler(monkeypatch, tmp_path):
-    monkeypatch.setattr(training, "cpu_has_fp16", lambda: True)            # emulated float16: slow, but it runs
+    monkeypatch.setattr(parallel, "cpu_has_fp16", lambda: True)            # emulated float16: slow, but it runs
     fp32, fp16 = run("fp32", steps=20), run("fp16", steps=20)
-    assert fp16.amp_dtype == torch.float16 and fp16.scaler.is_enabled() and not fp32.scaler.is_enabled()
+    assert fp16.strategy.amp_dtype == torch.float16 and fp16.strategy.scaler.is_enabled() and not fp32.strategy.scaler.is_enabled()
     gap = max(abs(a - b) for a, b in zip(fp32.history["loss"], fp16.history["loss"]))
-    print(f"fp16 vs fp32 over 20 steps: largest loss difference {gap:.2e}; loss scale {fp16.scaler.get_scale():g}")
+    print(f"fp16 vs fp32 over 20 steps: largest loss difference {gap:.2e}; loss scale {fp16.strategy.scaler.get_scale():g}")
     assert 0 < gap < 0.02
     # An overflowing step is skipped: a scale of 2^60 makes the float16 gradients infinite.
     torch.manual_seed(0)
+    cfg16 = TrainConfig(block_size=32, batch_size=4, max_steps=3, warmup_steps=0, eval_interval=0, device="cpu",
+                        precision="fp16", progress=False)
     t = Trainer(GPT(GPTConfig(vocab_size=TOK.vocab_size, block_size=32, n_layer=1, n_head=2, n_embd=32)), TRAIN, VAL,
-                TrainConfig(block_size=32, batch_size=4, max_steps=3, warmup_steps=0, eval_interval=0, device="cpu",
-                            precision="fp16", progress=False))
-    t.scaler = torch.amp.GradScaler("cpu", init_scale=2.0 ** 60)
+                cfg16, strategy=strategy_for(cfg16))
+    t.strategy.scaler = torch.amp.GradScaler("cpu", init_scale=2.0 ** 60)
     before = [p.detach().clone() for p in t.model.parameters()]
     s = t.train_step()
-    assert not math.isfinite(s["grad_norm"]) and t.scaler.get_scale() == 2.0 ** 59
+    assert not math.isfinite(s["grad_norm"]) and t.strategy.scaler.get_scale() == 2.0 ** 59
     assert all(torch.equal(a, b) for a, b in zip(before, t.model.parameters()))   # the step was skipped
     # The scaler's state is saved and restored: a resumed fp16 run continues exactly.
     straight = run("fp16", steps=10, out_dir=tmp_path / "straight")
     run("fp16", steps=10, out_dir=tmp_path / "cut", until=5)
     resumed = run("fp16", steps=10, out_dir=tmp_path / "cut", resume=True)
     assert resumed.history["loss"] == straight.history["loss"]
-    assert resumed.scaler.get_scale() == straight.scaler.get_scale()
+    assert resumed.strategy.scaler.get_scale() == straight.strategy.scaler.get_scale()
 
 
 def test_the_attention_kernel_is_found():
@@ -121,7 +126,7 @@ def test_the_attention_kernel_is_found():
     sdpa_kernel(with_dropout, x, torch.bfloat16)
     assert torch.equal(state, torch.get_rng_state())                         # the probe draws no random numbers
     t = run(steps=1)
-    assert t.sdpa_kernel == "flash (CPU)"
+    assert t.strategy.describe(t.model, x[:, :16]) == "attention kernel: flash (CPU)"
 
 
 def test_the_kernel_probe_leaves_the_model_as_it_was():

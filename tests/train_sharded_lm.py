@@ -1,4 +1,4 @@
-"""Train chapter 10's GPT (a tiny one: 2 blocks, tied embedding and output weights) with chapter 8's Trainer;
+"""Train chapter 10's GPT (a tiny one: 2 blocks, tied embedding and output weights) with chapter 8's Trainer and chapter 9's strategies;
 used by tests/test_fsdp.py.
 
 One process: `python tests/train_sharded_lm.py --out DIR`. Sharded over two CPU processes (gloo):
@@ -20,7 +20,9 @@ sys.path.insert(0, str(ROOT))          # the repository's package, also when not
 
 from transformer_lit.gpt import GPT, GPTConfig  # noqa: E402
 from transformer_lit.tokenizer import CharTokenizer, load_corpus  # noqa: E402
-from transformer_lit.training import TrainConfig, Trainer, teardown_distributed, train_val_split  # noqa: E402
+from transformer_lit.checkpoint import Checkpoints  # noqa: E402
+from transformer_lit.parallel import strategy_for, teardown_distributed  # noqa: E402
+from transformer_lit.training import TrainConfig, Trainer, train_val_split  # noqa: E402
 
 
 def model_config(vocab_size: int) -> GPTConfig:
@@ -48,9 +50,10 @@ def main(argv=None):
     cfg = TrainConfig(block_size=32, batch_size=args.batch_size, grad_accum_steps=args.grad_accum,
                       max_steps=args.steps, lr=3e-3, warmup_steps=5, eval_interval=10, eval_batches=2,
                       device="cpu", strategy=args.strategy, precision=args.precision, progress=False)
-    trainer = Trainer(model, train, val, cfg, out_dir=args.out, tokenizer=tok)
+    run = Checkpoints(args.out)
+    trainer = Trainer(model, train, val, cfg, strategy=strategy_for(cfg), checkpoints=run, tokenizer=tok)
     if args.resume:
-        trainer.resume()
+        run.resume(trainer)
     trainer.fit(args.until)
     if args.report:
         local = sum((p.to_local() if hasattr(p, "to_local") else p).numel() for p in trainer.model.parameters())

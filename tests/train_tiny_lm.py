@@ -2,7 +2,7 @@
 
 The same script runs as one process (`python tests/train_tiny_lm.py ...`) or several
 (`python -m torch.distributed.run --nproc_per_node 2 tests/train_tiny_lm.py ...`): the Trainer
-notices torchrun's environment variables and trains data-parallel. Rank 0 writes the checkpoint
+runs with `strategy_for(cfg)`, which notices torchrun's environment variables and trains data-parallel. Rank 0 writes the checkpoint
 (weights and loss history) to --out. With --report, every rank also writes `rank<R>.json`: the number
 of gradient all-reduces DDP ran (one per optimizer step when accumulation skips the others) and a
 checksum of its final weights (equal on every rank, dropout or not).
@@ -23,7 +23,9 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))          # the repository's package, also when not installed
 
 from transformer_lit.tokenizer import CharTokenizer, load_corpus  # noqa: E402
-from transformer_lit.training import TrainConfig, Trainer, teardown_distributed, train_val_split  # noqa: E402
+from transformer_lit.checkpoint import Checkpoints  # noqa: E402
+from transformer_lit.parallel import strategy_for, teardown_distributed  # noqa: E402
+from transformer_lit.training import TrainConfig, Trainer, train_val_split  # noqa: E402
 
 
 class ContextMLP(nn.Module):
@@ -68,7 +70,8 @@ def main(argv=None):
     cfg = TrainConfig(block_size=32, batch_size=args.batch_size, grad_accum_steps=args.grad_accum,
                       max_steps=args.steps, lr=3e-3, warmup_steps=5, eval_interval=10, eval_batches=2,
                       device="cpu", progress=False)
-    trainer = Trainer(model, train, val, cfg, out_dir=args.out, tokenizer=tok)
+    run = Checkpoints(args.out)
+    trainer = Trainer(model, train, val, cfg, strategy=strategy_for(cfg), checkpoints=run, tokenizer=tok)
     allreduces = [0]
     if trainer.world_size > 1:                          # count DDP's gradient all-reduces
         from torch.distributed.algorithms.ddp_comm_hooks.default_hooks import allreduce_hook
@@ -78,7 +81,7 @@ def main(argv=None):
             return allreduce_hook(state, bucket)
         trainer.net.register_comm_hook(None, counting_hook)
     if args.resume:
-        trainer.resume()
+        run.resume(trainer)
     steps_before = trainer.step
     trainer.fit(args.until)
     if args.report:

@@ -1,6 +1,6 @@
 """Peak memory (RSS) of a training run on the default corpus and on one ten times larger.
 
-Chapter 8 claims that a run that reads a token file through `numpy.memmap` does not grow with the corpus.
+Chapter 9 claims that a run that reads a token file through `numpy.memmap` does not grow with the corpus.
 This script measures it: it writes a corpus ten times the size of the shipped one (ten copies of it, the
 lines of each copy shuffled with its own seed, so no two copies are alike), tokenizes both corpora with
 `transformer-lit tokenize`, and trains chapter 10's CPU recipe model for a few steps on each token file

@@ -21,7 +21,7 @@ from torch import Tensor, nn
 from .attention import check_choice, check_float, check_int, check_tensor
 from .gpt import GPT, GPTConfig, decoding_layout, generate, next_token_probs
 from .tokenizer import CharTokenizer, tokenizer_from_dict
-from .training import load_checkpoint, save_checkpoint
+from .checkpoint import load_checkpoint, save_checkpoint
 
 # %% auto #0
 __all__ = ['TASKS', 'PADDING', 'VERDICTS', 'SPECIALS', 'ROLES', 'IGNORE', 'PAIR_KINDS', 'chat_command', 'make_instruction',

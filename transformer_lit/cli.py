@@ -16,11 +16,11 @@ from pathlib import Path
 
 # %% auto #0
 __all__ = ['positive_int', 'nonnegative_int', 'positive_float', 'nonnegative_float', 'probability', 'fraction', 'COMMANDS_GROUP',
-           'BUILTIN_COMMANDS', 'ARCHITECTURES_GROUP', 'build_parser', 'main', 'load_commands', 'architectures',
-           'load_architecture']
+           'BUILTIN_COMMANDS', 'OneLineParser', 'build_parser', 'device_option', 'main', 'ListedCommand',
+           'listed_commands', 'load_commands', 'architecture_names']
 
 # %% ../nbs/11_cli.ipynb #2653fcfe
-class _Parser(argparse.ArgumentParser):
+class OneLineParser(argparse.ArgumentParser):
     "An argument parser whose errors are one line on stderr (no usage dump) and exit status 2."
     def error(self, message):
         self.exit(2, f"{self.prog}: error: {message}\n")
@@ -50,10 +50,10 @@ fraction = _number(float, 0, True, 0.5, what="a number in (0, 0.5]")
 def build_parser(commands: dict | None = None) -> argparse.ArgumentParser:
     """The `transformer-lit` command line: subcommands `train` and `generate`, and the `commands` of
     other packages (name -> command object, from `load_commands`)."""
-    p = _Parser(prog="transformer-lit", description="Train a GPT on a text file, or generate text with one.")
+    p = OneLineParser(prog="transformer-lit", description="Train a GPT on a text file, or generate text with one.")
     sub = p.add_subparsers(dest="command", required=True, metavar="{train,generate,tokenize}")
     t = sub.add_parser("train", help="train a character-level GPT on a text file",
-                       description="Train a character-level GPT (chapter 10) with chapter 8's Trainer. The defaults "
+                       description="Train a character-level GPT (chapter 10, or --arch) with chapter 8's Trainer. The defaults "
                                    "are nanoGPT's CPU recipe: a few minutes on a laptop CPU for the default corpus.",
                        formatter_class=argparse.ArgumentDefaultsHelpFormatter)
     t.add_argument("--data", type=Path, default=None,
@@ -72,8 +72,8 @@ def build_parser(commands: dict | None = None) -> argparse.ArgumentParser:
     m.add_argument("--n-embd", type=positive_int, default=128, help="width of the model (divisible by --n-head)")
     m.add_argument("--block-size", type=positive_int, default=64, help="context length in characters")
     m.add_argument("--dropout", type=_number(float, 0, False, 0.99, "a number in [0, 1)"), default=0.0, help="dropout rate")
-    m.add_argument("--arch", choices=architectures(), default="gpt2",
-                   help="model: gpt2 (chapter 10) or one that an installed chapter registers, e.g. llama (chapter 12)")
+    m.add_argument("--arch", choices=architecture_names(), default="gpt2",
+                   help="model: gpt2 (chapter 10), llama (chapter 12), deepseek (chapter 14) or another registered one")
     m.add_argument("--n-kv-head", type=positive_int, default=None,
                    help="key/value heads for grouped-query attention (--arch llama; default: --n-head)")
     m.add_argument("--position", choices=["learned", "rope", "alibi"], default=None,
@@ -132,9 +132,10 @@ def build_parser(commands: dict | None = None) -> argparse.ArgumentParser:
 
     for name, command in (commands or {}).items():
         try:                                                  # options first on a scratch parser: one that
-            command.add_arguments(_Parser(prog=f"transformer-lit {name}"))   # fails adds no half a command
+            command.add_arguments(OneLineParser(prog=f"transformer-lit {name}"))   # fails adds no half a command
         except Exception as e:
-            _skip_plugin(repr(name), f"its add_arguments failed ({type(e).__name__}: {_first_line(e)})")
+            from transformer_lit.tokenizer import first_line
+            _skip_plugin(repr(name), f"its add_arguments failed ({type(e).__name__}: {first_line(e)})")
             continue
         command.add_arguments(sub.add_parser(name, help=command.help, description=command.help,
                                              formatter_class=argparse.ArgumentDefaultsHelpFormatter))
@@ -142,19 +143,14 @@ def build_parser(commands: dict | None = None) -> argparse.ArgumentParser:
     return p
 
 # %% ../nbs/11_cli.ipynb #8a0a0152
-def _device(name: str):
-    """The `torch.device` that `--device` names, checked the same way for `train` and `generate`: a name
+def device_option(name: str):
+    """The `torch.device` that `--device` names, checked the same way for every command: a name
     torch does not know, or a device this machine does not have, is a one-line error."""
-    from transformer_lit.training import resolve_device
+    from transformer_lit.parallel import resolve_device
     try:
         return resolve_device(name)
     except ValueError as e:
         raise ValueError(f"--device: {str(e).removeprefix('resolve_device: ')}") from None
-
-
-def _sha256(text: str) -> str:
-    import hashlib
-    return hashlib.sha256(text.encode("utf-8")).hexdigest()
 
 
 def _read_run(run_file: Path) -> dict:
@@ -206,12 +202,13 @@ def _train(args) -> int:
         raise FileNotFoundError(f"--tokens: no such file: {str(tokens)!r}")
 
     import torch                                                             # here, so that --help is instant
-    from transformer_lit.gpt import GPT, GPTConfig
-    from transformer_lit.tokenizer import CharTokenizer, atomic_write_bytes, load_corpus, tokenizer_from_dict
-    from transformer_lit.training import TrainConfig, Trainer, autocast_dtype, load_checkpoint, train_val_split
-    device = _device(args.device)
+    from transformer_lit.checkpoint import Checkpoints, load_architecture, load_checkpoint
+    from transformer_lit.parallel import autocast_dtype, strategy_for
+    from transformer_lit.tokenizer import CharTokenizer, atomic_write_bytes, load_corpus, text_sha256, tokenizer_from_dict
+    from transformer_lit.token_file import read_token_file
+    from transformer_lit.training import TrainConfig, Trainer, train_val_split, windows
+    device = device_option(args.device)
     if tokens is not None:                                                   # a memory map: nothing read yet
-        from transformer_lit.training import read_token_file
         try:
             ids, info = read_token_file(tokens)
         except ValueError as e:
@@ -219,7 +216,7 @@ def _train(args) -> int:
         text = None
     else:
         text = load_corpus(data)                                             # None: the shipped corpus
-    if args.resume and text is not None and run.get("sha256") not in (None, _sha256(text)):   # another text, or changed
+    if args.resume and text is not None and run.get("sha256") not in (None, text_sha256(text)):   # another text, or changed
         name = "the default corpus" if data is None else repr(str(data))
         if args.data is not None:
             raise ValueError(f"--data: {name} is not the text this run was trained on (its SHA-256 differs from the "
@@ -240,17 +237,19 @@ def _train(args) -> int:
         tok = info["tokenizer"] if tokens is not None else CharTokenizer.train(text)
         arch = args.arch
         Model, Config = load_architecture(arch)
+        fields = {f.name for f in dataclasses.fields(Config)}
         common = dict(vocab_size=tok.vocab_size, block_size=args.block_size, n_layer=args.n_layer,
                       n_head=args.n_head, n_embd=args.n_embd, dropout=args.dropout)
-        if arch == "gpt2":
-            if args.n_kv_head is not None:
-                raise ValueError(f"--n-kv-head: gpt2 has one key/value head per query head; grouped-query "
-                                 f"attention needs --arch llama (got --n-kv-head {args.n_kv_head})")
-            config = Config(**common, position=args.position or "learned")
-        else:
-            if args.position not in (None, "rope"):
-                raise ValueError(f"--position: --arch {arch} uses rope, got {args.position!r}")
-            config = Config(**common, n_kv_head=args.n_kv_head)
+        if args.n_kv_head is not None and "n_kv_head" not in fields:
+            raise ValueError(f"--n-kv-head: {arch} has no grouped-query attention; it needs --arch llama "
+                             f"(got --n-kv-head {args.n_kv_head})")
+        if "position" in fields:
+            common["position"] = args.position or "learned"
+        elif args.position not in (None, "rope"):
+            raise ValueError(f"--position: --arch {arch} uses rope, got {args.position!r}")
+        if "n_kv_head" in fields:
+            common["n_kv_head"] = args.n_kv_head
+        config = Config(**common)
         cfg = TrainConfig(block_size=args.block_size, batch_size=args.batch_size, grad_accum_steps=args.grad_accum_steps,
                           max_steps=args.max_steps,
                           lr=args.lr, warmup_steps=args.warmup_steps, min_lr_ratio=args.min_lr / args.lr,
@@ -275,24 +274,25 @@ def _train(args) -> int:
     train_ids, val_ids = train_val_split(ids, val_fraction)
     torch.manual_seed(cfg.seed)
     model = Model(config)
-    trainer = Trainer(model, train_ids, val_ids, cfg, out_dir=out, tokenizer=tok,
-                      model_config={"arch": arch, **dataclasses.asdict(config)})
+    checkpoints = Checkpoints(out)
+    trainer = Trainer(model, train_ids, val_ids, cfg, strategy=strategy_for(cfg), checkpoints=checkpoints,
+                      tokenizer=tok, model_config={"arch": arch, **dataclasses.asdict(config)})
     if args.resume:
-        trainer.resume()                                                      # refuses other data, too
+        checkpoints.resume(trainer)                                           # refuses other data, too
         say(f"resumed {str(out)!r} at step {trainer.step} of {cfg.max_steps}")
     else:
         if rank0:
             out.mkdir(parents=True, exist_ok=True)
             run = ({"tokens": str(tokens.resolve()), "val_fraction": val_fraction} if tokens is not None else
                    {"data": None if data is None else str(data.resolve()), "val_fraction": val_fraction,
-                    "sha256": _sha256(text)})
+                    "sha256": text_sha256(text)})
             atomic_write_bytes(run_file, json.dumps(run).encode())
         corpus = (f"{len(ids):,} tokens of {str(tokens)!r} (vocabulary {tok.vocab_size})" if tokens is not None
                   else f"{len(text):,} characters ({tok.vocab_size} distinct)")
         say(f"training a {Model.__name__} of {model.num_params():,} parameters on {corpus} for {cfg.max_steps} steps"
             + (f" in {trainer.world_size} processes ({cfg.strategy})" if trainer.world_size > 1 else ""))
     if not cfg.progress:                                                      # else the progress bar logs it
-        say(f"attention kernel: {trainer.sdpa_kernel}")
+        say(trainer.strategy.describe(model, windows(train_ids, torch.zeros(1, dtype=torch.long), cfg.block_size)[0]))
     if trainer.step >= cfg.max_steps:
         say(f"nothing to do: the run is already at its last step, {trainer.step}")
         return 0
@@ -332,8 +332,8 @@ def _tokenize(args) -> int:
     if not files:
         raise ValueError(f"--data: the directory {str(src)!r} holds no .txt files")
     import numpy as np
-    from transformer_lit.tokenizer import CharTokenizer, load_tokenizer
-    from transformer_lit.training import token_file_tokenizer_path, write_token_file
+    from transformer_lit.tokenizer import CharTokenizer, first_line, load_tokenizer
+    from transformer_lit.token_file import token_file_tokenizer_path, write_token_file
 
     def texts():                                                             # one file at a time in memory
         for f in files:
@@ -346,7 +346,7 @@ def _tokenize(args) -> int:
         try:
             tok = load_tokenizer(args.tokenizer)
         except (ValueError, TypeError, KeyError) as e:
-            raise ValueError(f"--tokenizer: {str(args.tokenizer)!r} is not a tokenizer ({_first_line(e)})") from None
+            raise ValueError(f"--tokenizer: {str(args.tokenizer)!r} is not a tokenizer ({first_line(e)})") from None
     else:
         chars = set()
         for _, t in texts():
@@ -361,7 +361,7 @@ def _tokenize(args) -> int:
                 try:
                     yield np.asarray(tok.encode(piece), dtype=np.int64)
                 except ValueError as e:
-                    raise ValueError(f"--data: {str(f)!r}: {_first_line(e)}") from None
+                    raise ValueError(f"--data: {str(f)!r}: {first_line(e)}") from None
 
     try:
         path = write_token_file(out, chunks(), tok)
@@ -378,38 +378,29 @@ def _generate(args) -> int:
         raise FileNotFoundError(f"--ckpt: no such directory: {str(args.ckpt)!r}")
     if not args.prompt:
         raise ValueError("--prompt: the prompt is empty; give at least one character")
-    from transformer_lit.gpt import GPT, GPTConfig, generate
-    from transformer_lit.tokenizer import tokenizer_from_dict
-    from transformer_lit.training import load_checkpoint
-    device = _device(args.device)                                            # before anything is loaded
-    info = load_checkpoint(args.ckpt)
-    if info["tokenizer"] is None:
-        raise ValueError(f"--ckpt: {str(info['path'])!r} holds no tokenizer")
-    tok = tokenizer_from_dict(info["tokenizer"])
-    saved_model = dict(info["model_config"])
-    Model, Config = load_architecture(saved_model.pop("arch", "gpt2"))
-    model = Model(Config.from_dict(saved_model))
-    load_checkpoint(info["path"], model)
+    from transformer_lit.checkpoint import load_model
+    from transformer_lit.gpt import generate
+    device = device_option(args.device)                                      # before anything is loaded
+    model, tok = load_model(args.ckpt, device)
     try:
         prompt = tok.encode(args.prompt)
     except ValueError as e:
         raise ValueError(f"--prompt: {e}") from None
-    ids = generate(model.to(device), prompt, args.max_new_tokens, temperature=args.temperature,
+    ids = generate(model, prompt, args.max_new_tokens, temperature=args.temperature,
                    top_k=args.top_k, top_p=args.top_p, seed=args.seed)
     sys.stdout.write(tok.decode(ids.tolist()) + "\n")
     return 0
 
 
-def _first_line(e: BaseException) -> str:
-    lines = str(e).splitlines()
-    return lines[0] if lines else type(e).__name__
-
-
 def main(argv: list[str] | None = None) -> int:
     """Entry point of the `transformer-lit` command; returns the exit status: 0, 2 for a mistake in
     the command (one line on stderr), 1 for any other failure (one line too), 130 when interrupted.
-    Subcommands of other installed packages are found at run time (`load_commands`)."""
-    commands = load_commands()
+    Subcommands of other installed packages are found at run time: only the one that runs is imported
+    (`load_commands`); `--help` and the built-in commands list the others by name (`listed_commands`)."""
+    argv = sys.argv[1:] if argv is None else list(argv)
+    command = next((a for a in argv if not a.startswith("-")), None)   # the top-level parser has no other options
+    wanted = command is not None and command not in BUILTIN_COMMANDS
+    commands = load_commands(only={command}) if wanted else listed_commands()
     parser = build_parser(commands)
     args = parser.parse_args(argv)
     builtin = {"train": _train, "generate": _generate, "tokenize": _tokenize}
@@ -420,8 +411,9 @@ def main(argv: list[str] | None = None) -> int:
         if isinstance(status, bool) or not isinstance(status, int):
             raise TypeError(f"the command's run() must return an int exit status, got {type(status).__name__}")
         return status
-    except (ValueError, OSError) as e:               # a user's mistake (chapter 8's CheckpointError is a ValueError)
-        print(f"transformer-lit {args.command}: error: {_first_line(e)}", file=sys.stderr)
+    except (ValueError, OSError) as e:               # a user's mistake (chapter 9's CheckpointError is a ValueError)
+        from transformer_lit.tokenizer import first_line
+        print(f"transformer-lit {args.command}: error: {first_line(e)}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
         print("transformer-lit: interrupted", file=sys.stderr)
@@ -429,13 +421,24 @@ def main(argv: list[str] | None = None) -> int:
     except Exception as e:                           # a run that diverged, a GPU out of memory, a bug
         if os.environ.get("TRANSFORMER_LIT_TRACEBACK") == "1":
             raise
-        print(f"transformer-lit {args.command}: error: {type(e).__name__}: {_first_line(e)} "
+        from transformer_lit.tokenizer import first_line
+        print(f"transformer-lit {args.command}: error: {type(e).__name__}: {first_line(e)} "
               f"(TRANSFORMER_LIT_TRACEBACK=1 shows where)", file=sys.stderr)
         return 1
     finally:
         dist = sys.modules.get("torch.distributed")                # under torchrun: leave the process group
         if dist is not None and dist.is_available() and dist.is_initialized():
             dist.destroy_process_group()
+
+
+# Until chapter 13's chat command uses the public names (`OneLineParser`, `device_option`, chapter 7's
+# `first_line`), the old private ones stay importable; nothing in this module uses them.
+_Parser, _device = OneLineParser, device_option
+
+
+def _first_line(e: BaseException) -> str:
+    from transformer_lit.tokenizer import first_line
+    return first_line(e)
 
 # %% ../nbs/11_cli.ipynb #d12f5077
 COMMANDS_GROUP = "transformer_lit.commands"
@@ -461,24 +464,52 @@ def _command_problem(obj, taken: set) -> str | None:
     return None
 
 
-def load_commands(group: str = COMMANDS_GROUP) -> dict:
-    """The subcommands that installed packages declare in the entry-point group `group`, by name.
+class ListedCommand:
+    "A plugin's subcommand as `--help` lists it, from its entry point alone (nothing imported)."
+
+    def __init__(self, name: str, target: str):
+        self.name, self.help = name, f"a plugin ({target}): transformer-lit {name} --help"
+
+    def add_arguments(self, parser):
+        pass
+
+    def run(self, args) -> int:
+        raise RuntimeError(f"the plugin {self.name!r} was listed, not loaded")
+
+
+def listed_commands(group: str = COMMANDS_GROUP) -> dict:
+    "The plugins' subcommands by name, listed from the entry points of `group` without importing them."
+    from importlib.metadata import entry_points
+    try:
+        eps = entry_points(group=group)
+    except Exception:                                          # broken metadata: load_commands reports it
+        return {}
+    return {ep.name: ListedCommand(ep.name, ep.value) for ep in sorted(eps, key=lambda ep: ep.name)
+            if re.fullmatch(r"[a-z][a-z0-9-]*", ep.name) and ep.name not in BUILTIN_COMMANDS}
+
+
+def load_commands(group: str = COMMANDS_GROUP, only: set | None = None) -> dict:
+    """The subcommands that installed packages declare in the entry-point group `group`, by name (with
+    `only`, just those named in it: the others are not imported).
 
     Each entry point names an object with `name`, `help`, `add_arguments(parser)` and `run(args) -> int`.
     One that fails to load or does not follow the protocol is skipped with one line on stderr."""
     from importlib.metadata import entry_points
+    from transformer_lit.tokenizer import first_line
     found: dict = {}
     try:
         eps = sorted(entry_points(group=group), key=lambda ep: ep.name)
     except Exception as e:                                     # broken metadata of some installed package
         print(f"transformer-lit: warning: cannot list the plugins of {group!r} ({type(e).__name__}: "
-              f"{_first_line(e)})", file=sys.stderr)
+              f"{first_line(e)})", file=sys.stderr)
         return found
     for ep in eps:
+        if only is not None and ep.name not in only:
+            continue
         try:
             obj = ep.load()
         except Exception as e:                                 # ImportError, AttributeError, a bug in the module
-            _skip_plugin(f"{ep.name!r} ({ep.value})", f"it fails to load ({type(e).__name__}: {_first_line(e)})")
+            _skip_plugin(f"{ep.name!r} ({ep.value})", f"it fails to load ({type(e).__name__}: {first_line(e)})")
             continue
         problem = _command_problem(obj, {*BUILTIN_COMMANDS, *found})
         if problem is None and obj.name != ep.name:
@@ -490,32 +521,10 @@ def load_commands(group: str = COMMANDS_GROUP) -> dict:
     return found
 
 # %% ../nbs/11_cli.ipynb #29fdfed8
-ARCHITECTURES_GROUP = "transformer_lit.architectures"
-
-
-def architectures(group: str = ARCHITECTURES_GROUP) -> list[str]:
-    "`gpt2` and the names of the model classes registered in the entry-point group `group` (nothing is imported)."
+def architecture_names(group: str = "transformer_lit.architectures") -> list[str]:
+    "The registered architectures' names, gpt2 first, read from the entry points (nothing imported, not even torch)."
     from importlib.metadata import entry_points
-    return ["gpt2", *sorted({ep.name for ep in entry_points(group=group)} - {"gpt2"})]
-
-
-def load_architecture(name: str, group: str = ARCHITECTURES_GROUP) -> tuple[type, type]:
-    "`(model class, config class)` of the architecture `name`: GPT for gpt2, else the registered class."
-    if name == "gpt2":
-        from transformer_lit.gpt import GPT, GPTConfig
-        return GPT, GPTConfig
-    from importlib.metadata import entry_points
-    found = [ep for ep in entry_points(group=group) if ep.name == name]
-    if not found:
-        raise ValueError(f"--arch: unknown architecture {name!r}; installed: {architectures(group)}")
-    try:
-        cls = found[0].load()
-    except Exception as e:                                                   # a broken installation: one line
-        raise ValueError(f"--arch: the architecture {name!r} ({found[0].value}) does not load: {e}") from None
-    config_class = getattr(cls, "config_class", None)
-    if config_class is None or not callable(getattr(config_class, "from_dict", None)):
-        raise ValueError(f"--arch: {found[0].value} has no config_class with a from_dict; it cannot be built")
-    return cls, config_class
+    return sorted({ep.name for ep in entry_points(group=group)}, key=lambda n: (n != "gpt2", n))
 
 # %% ../nbs/11_cli.ipynb #92e4fdec
 if __name__ == "__main__" and "__file__" in globals():       # `python -m transformer_lit.cli` (after every definition)

@@ -410,11 +410,17 @@ def beam_search(model: Transformer, src: Tensor, *, bos_id: int, eos_id: int, ma
 
 # %% ../nbs/06_decoder.ipynb #9ecd9127
 def noam_lr(step: int, d_model: int, warmup: int, factor: float = 1.0) -> float:
-    """The paper's learning rate at `step` (counted from 1): linear warm-up for `warmup` steps, then
-    `1/sqrt(step)` decay. Use with `torch.optim.lr_scheduler.LambdaLR` and a base lr of 1."""
+    """The paper's learning rate, `factor * d_model**-0.5 * min(step**-0.5, step * warmup**-1.5)`: linear
+    warm-up for `warmup` steps, then `1/sqrt(step)` decay. Use it with `LambdaLR` and a base lr of 1.
+
+    At step 0 the formula divides by zero; its limit there, and the warm-up's value, is 0, which is what
+    `LambdaLR` asks for before the first optimizer step (train with `noam_lr(s + 1, ...)` to start at step 1)."""
+    check_int(step, "step", "noam_lr", minimum=0)
     check_int(d_model, "d_model", "noam_lr")
     check_int(warmup, "warmup", "noam_lr")
-    step = max(check_int(step, "step", "noam_lr", minimum=0), 1)     # LambdaLR asks for step 0 first
+    check_float(factor, "factor", "noam_lr", minimum=0.0, min_inclusive=False)
+    if step == 0:
+        return 0.0
     return factor * d_model ** -0.5 * min(step ** -0.5, step * warmup ** -1.5)
 
 # %% ../nbs/06_decoder.ipynb #2fbce1a2

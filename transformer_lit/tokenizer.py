@@ -24,9 +24,11 @@ from torch import Tensor
 from .attention import check_int
 
 # %% auto #0
-__all__ = ['DEFAULT_CORPUS', 'PRETOKENIZE_PATTERN', 'default_corpus_path', 'load_corpus', 'fsync_dir', 'atomic_write_bytes',
-           'CharTokenizer', 'pretokenize', 'bytes_to_unicode', 'BPETokenizer', 'tokenizer_from_dict', 'load_tokenizer',
-           'default_cache_dir', 'encode_cached', 'plot_vocab_tradeoff']
+__all__ = ['DEFAULT_CORPUS', 'PRETOKENIZE_PATTERN', 'TOKENIZERS_GROUP', 'BUILTIN_TOKENIZERS', 'default_corpus_path',
+           'load_corpus', 'fsync_dir', 'atomic_write_bytes', 'first_line', 'file_sha256', 'text_sha256',
+           'tokenizer_json', 'tokenizer_sha256', 'save_tokenizer', 'CharTokenizer', 'pretokenize', 'bytes_to_unicode',
+           'BPETokenizer', 'tokenizer_class', 'tokenizer_from_dict', 'load_tokenizer', 'default_cache_dir',
+           'encode_cached', 'plot_vocab_tradeoff']
 
 # %% ../nbs/07_tokens.ipynb #8a69bb50
 DEFAULT_CORPUS = "shakespeare.txt"
@@ -87,6 +89,49 @@ def atomic_write_bytes(path: str | os.PathLike, data: bytes) -> Path:
             tmp.unlink()
     fsync_dir(path.parent)
     return path
+
+
+def first_line(e: BaseException) -> str:
+    "An exception in one line (its message's first line, at most 300 characters), for one-line error reports."
+    lines = str(e).strip().splitlines()
+    return lines[0][:300] if lines else type(e).__name__
+
+
+def file_sha256(path: str | os.PathLike) -> str:
+    "SHA-256 of a file's bytes, read in blocks of 1 MB (what checkpoints record of each file)."
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            h.update(block)
+    return h.hexdigest()
+
+
+def text_sha256(text: str) -> str:
+    "SHA-256 of a text's UTF-8 bytes (what a training run records of the text it read)."
+    return hashlib.sha256(text.encode("utf-8", errors="surrogatepass")).hexdigest()
+
+
+def tokenizer_json(tokenizer) -> bytes:
+    """The tokenizer file format: the tokenizer's `to_dict()` (with its `"type"`) as UTF-8 JSON. What `.save`,
+    checkpoints (`tokenizer.json`) and token files write, and `load_tokenizer` reads."""
+    if not callable(getattr(tokenizer, "to_dict", None)):
+        raise TypeError(f"tokenizer_json: tokenizer must have a to_dict() (this chapter's tokenizers), "
+                        f"got {type(tokenizer).__name__}")
+    return json.dumps(tokenizer.to_dict(), ensure_ascii=False).encode("utf-8")
+
+
+def tokenizer_sha256(tokenizer) -> str:
+    """SHA-256 of a tokenizer's `to_dict()` as JSON with sorted keys: one digest per tokenizer, whatever the
+    key order (what token files and the token cache record of the tokenizer that made the ids)."""
+    if not callable(getattr(tokenizer, "to_dict", None)):
+        raise TypeError(f"tokenizer_sha256: tokenizer must have a to_dict() (this chapter's tokenizers), "
+                        f"got {type(tokenizer).__name__}")
+    return hashlib.sha256(json.dumps(tokenizer.to_dict(), sort_keys=True, ensure_ascii=False).encode()).hexdigest()
+
+
+def save_tokenizer(tokenizer, path: str | os.PathLike) -> Path:
+    "Write `tokenizer` to `path` in the tokenizer file format (`tokenizer_json`), atomically."
+    return atomic_write_bytes(path, tokenizer_json(tokenizer))
 
 
 def _read_json(path, where: str) -> dict:
@@ -205,7 +250,7 @@ class CharTokenizer:
 
     def save(self, path) -> Path:
         "Write the vocabulary as JSON (atomically)."
-        return atomic_write_bytes(path, json.dumps(self.to_dict(), ensure_ascii=False).encode("utf-8"))
+        return save_tokenizer(self, path)
 
     @classmethod
     def from_dict(cls, d: dict) -> "CharTokenizer":
@@ -454,7 +499,7 @@ class BPETokenizer:
 
     def save(self, path) -> Path:
         "Write the merges (and the vocabulary, when it is not the plain layout) as JSON (atomically)."
-        return atomic_write_bytes(path, json.dumps(self.to_dict(), ensure_ascii=False).encode("utf-8"))
+        return save_tokenizer(self, path)
 
     @classmethod
     def from_dict(cls, d: dict) -> "BPETokenizer":
@@ -579,19 +624,35 @@ def _spelt_bytes(s, u2b: dict, where: str, what: str) -> bytes:
         return s.encode("utf-8")
 
 # %% ../nbs/07_tokens.ipynb #107df81e
+TOKENIZERS_GROUP = "transformer_lit.tokenizers"
+BUILTIN_TOKENIZERS = {"char": CharTokenizer, "bpe": BPETokenizer}
+
+
+def tokenizer_class(kind: str, group: str = TOKENIZERS_GROUP) -> type:
+    """The tokenizer class of a tokenizer file's `"type"`: a built-in one (`char`, `bpe`), else the class an
+    installed package registers under that name in the entry-point group `group` (chapter 13's `chat`)."""
+    if kind in BUILTIN_TOKENIZERS:
+        return BUILTIN_TOKENIZERS[kind]
+    from importlib.metadata import entry_points
+    found = [ep for ep in entry_points(group=group) if ep.name == kind] if isinstance(kind, str) else []
+    if not found:
+        known = sorted({*BUILTIN_TOKENIZERS, *(ep.name for ep in entry_points(group=group))})
+        raise ValueError(f"tokenizer_from_dict: 'type' must be one of {known}, got {kind!r}")
+    cls = found[0].load()
+    if not callable(getattr(cls, "from_dict", None)):
+        raise TypeError(f"tokenizer_from_dict: {found[0].value}, the tokenizer registered as {kind!r}, has no from_dict")
+    return cls
+
+
 def tokenizer_from_dict(d: dict):
-    "Rebuild a tokenizer from its `to_dict()` (the JSON saved with `.save` and next to a checkpoint)."
-    kinds = {"char": CharTokenizer, "bpe": BPETokenizer}
+    "Rebuild a tokenizer from its `to_dict()` (a tokenizer file's content), dispatching on its `\"type\"`."
     if not isinstance(d, dict):
         raise TypeError(f"tokenizer_from_dict: expected a dict, got {type(d).__name__}")
-    kind = d.get("type")
-    if kind not in kinds:
-        raise ValueError(f"tokenizer_from_dict: 'type' must be one of {sorted(kinds)}, got {kind!r}")
-    return kinds[kind].from_dict(d)
+    return tokenizer_class(d.get("type")).from_dict(d)
 
 
 def load_tokenizer(path):
-    "Load a `CharTokenizer` or `BPETokenizer` saved with `.save(path)`."
+    "Load a tokenizer file (`save_tokenizer`, a tokenizer's `.save`, a checkpoint's `tokenizer.json`)."
     return tokenizer_from_dict(_read_json(path, "load_tokenizer"))
 
 # %% ../nbs/07_tokens.ipynb #26a5837d
@@ -610,9 +671,8 @@ def encode_cached(text: str, tokenizer, cache_dir: str | os.PathLike | None = No
     if not isinstance(text, str):
         raise TypeError(f"encode_cached: text must be a str, got {type(text).__name__}")
     cache_dir = default_cache_dir() if cache_dir is None else Path(cache_dir)
-    h = hashlib.sha256(json.dumps(tokenizer.to_dict(), sort_keys=True).encode("utf-8"))
-    h.update(b"\0" + text.encode("utf-8", errors="surrogatepass"))
-    path = cache_dir / f"tokens-{tokenizer.kind}-{h.hexdigest()[:24]}.npy"
+    key = hashlib.sha256(f"{tokenizer_sha256(tokenizer)}:{text_sha256(text)}".encode()).hexdigest()
+    path = cache_dir / f"tokens-{tokenizer.kind}-{key[:24]}.npy"
     if path.is_file():
         try:
             return torch.from_numpy(np.load(path, allow_pickle=False).astype(np.int64))
