@@ -64,9 +64,10 @@ site-test: $(STAMP)
 
 # jupyterlab-myst (in the lock) renders the notebooks' MyST markdown ({cite:p}, {doc}, {term}, directives)
 # in the lab as in the book; the check fails early if the extension is missing from the environment.
+# JupyterLab refuses to run as root without --allow-root; containers often run as root, so root gets it.
 lab: $(STAMP)
 	$(BIN)/jupyter labextension list 2>&1 | grep -q jupyterlab-myst || { echo "error: jupyterlab-myst is not installed in $(VENV)"; exit 1; }
-	$(BIN)/jupyter lab --notebook-dir=nbs
+	$(BIN)/jupyter lab --notebook-dir=nbs $$(test "$$(id -u)" = 0 && echo --allow-root)
 
 benchmark: $(STAMP)
 	@for f in benchmarks/*.py; do echo "== $$f"; $(BIN)/python $$f || exit 1; done
