@@ -27,6 +27,7 @@ export: $(STAMP)
 	$(BIN)/nbdev-export
 
 clean-nbs: $(STAMP)
+	$(BIN)/jupyter nbconvert --clear-output --inplace --log-level=WARN nbs/*.ipynb
 	$(BIN)/nbdev-clean
 
 # tools/book_cache.py first drops the cached outputs of every notebook whose imported modules, data or
