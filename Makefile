@@ -27,6 +27,7 @@ export: $(STAMP)
 	$(BIN)/nbdev-export
 
 clean-nbs: $(STAMP)
+	$(BIN)/jupyter nbconvert --clear-output --inplace --log-level=WARN nbs/*.ipynb
 	$(BIN)/nbdev-clean
 
 # tools/book_cache.py first drops the cached outputs of every notebook whose imported modules, data or
@@ -64,6 +65,7 @@ site-test: $(STAMP)
 
 # jupyterlab-myst (in the lock) renders the notebooks' MyST markdown ({cite:p}, {doc}, {term}, directives)
 # in the lab as in the book; the check fails early if the extension is missing from the environment.
+# JupyterLab refuses to run as root without --allow-root; containers often run as root, so root gets it.
 lab: $(STAMP)
 	$(BIN)/jupyter labextension list 2>&1 | grep -q jupyterlab-myst || { echo "error: jupyterlab-myst is not installed in $(VENV)"; exit 1; }
 	$(BIN)/jupyter lab --notebook-dir=nbs $$( [ "$$(id -u)" = 0 ] && echo --allow-root )

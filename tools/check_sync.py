@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import difflib
 import hashlib
+import json
 import shutil
 import subprocess
 import sys
@@ -41,6 +42,10 @@ def main() -> int:
     if (ROOT / "nbs" / "index.ipynb").exists():
         problems.append("nbs/index.ipynb exists: nbdev-prepare would then require Quarto; give the chapter another name")
     before = snapshot(ROOT)
+    for name, data in sorted(before.items()):      # nbdev-clean keeps outputs (clear_all is off to keep cell tags)
+        if name.endswith(".ipynb") and any(c.get("outputs") or c.get("execution_count")
+                                           for c in json.loads(data)["cells"] if c["cell_type"] == "code"):
+            problems.append(f"{name}: notebook saved with outputs (run `make clean-nbs`)")
     with tempfile.TemporaryDirectory(prefix="check_sync_") as tmp:
         scratch = Path(tmp)
         for name in COPY:

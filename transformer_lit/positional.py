@@ -10,7 +10,7 @@ import math
 import torch
 from torch import Tensor, nn
 
-from .attention import check_int, check_tensor
+from .attention import check_float, check_int, check_tensor
 from .multi_head import PositionHook
 
 # %% auto #0
@@ -261,24 +261,26 @@ POSITION_KINDS = ("none", "sinusoidal", "learned", "rope", "alibi", "t5", "shaw"
 
 
 def build_position(kind: str, *, d_model: int, n_heads: int, max_len: int, dropout: float = 0.0,
-                   bidirectional: bool = True) -> tuple[nn.Module | None, PositionHook | None]:
+                   bidirectional: bool = True, rope_base: float = 10000.0) -> tuple[nn.Module | None, PositionHook | None]:
     """`(input_encoding, attention_hook)` for a position scheme `kind` in `POSITION_KINDS`.
 
     Absolute kinds return a module to apply to the embeddings `(B, T, C)` and no hook; relative kinds
-    return a `PositionHook` for `MultiHeadAttention(position=...)`. `bidirectional` only matters for T5."""
+    return a `PositionHook` for `MultiHeadAttention(position=...)`. `bidirectional` only matters for T5,
+    `rope_base` (the `b` of `theta_t = b**(-2t/d)`) only for RoPE."""
     if kind not in POSITION_KINDS:
         raise ValueError(f"build_position: kind must be one of {POSITION_KINDS}, got {kind!r}")
     check_int(d_model, "d_model", "build_position")
     check_int(n_heads, "n_heads", "build_position")
     if d_model % n_heads:
         raise ValueError(f"build_position: d_model={d_model} is not divisible by n_heads={n_heads}")
+    check_float(rope_base, "rope_base", "build_position", minimum=1.0, min_inclusive=False)
     head_dim = d_model // n_heads
     if kind == "sinusoidal":
         return SinusoidalPositionalEncoding(d_model, max_len, dropout), None
     if kind == "learned":
         return LearnedPositionalEmbedding(max_len, d_model, dropout), None
     if kind == "rope":
-        return None, RotaryEmbedding(head_dim, max_len)
+        return None, RotaryEmbedding(head_dim, max_len, base=rope_base)
     if kind == "alibi":
         return None, ALiBi(n_heads)
     if kind == "t5":
