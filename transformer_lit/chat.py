@@ -7,7 +7,7 @@ from __future__ import annotations
 # %% auto #0
 __all__ = ['chat_command', 'save_assistant', 'load_assistant', 'trim_history', 'stream_reply', 'Chat', 'chat_loop', 'ChatCommand', 'main']
 
-# %% ../nbs/13_assistant.ipynb #0c4fa9e3
+# %% ../nbs/13_assistant.ipynb #efe29f58
 import argparse
 import sys
 from dataclasses import asdict

@@ -7,7 +7,7 @@ from __future__ import annotations
 # %% auto #0
 __all__ = ['PAIR_KINDS', 'wrong_answer', 'make_preference_pairs', 'hidden_states', 'ScalarHead', 'bradley_terry_loss', 'encode_pair_batch', 'reward_scores', 'preference_accuracy', 'train_reward_model', 'gae', 'masked_mean', 'whiten', 'explained_variance', 'PPOConfig', 'rollout', 'train_ppo', 'kl_to_reference', 'plot_ppo', 'best_of_n', 'sequence_logps', 'train_dpo']
 
-# %% ../nbs/13_assistant.ipynb #805f0135
+# %% ../nbs/13_assistant.ipynb #3c34daf7
 import random
 from dataclasses import dataclass
 
@@ -154,7 +154,7 @@ def gae(rewards: Tensor, values: Tensor, mask: Tensor, gamma: float = 1.0, lam: 
         adv[:, t] = running
     return adv, (adv + values) * mask
 
-# %% ../nbs/13_assistant.ipynb #50ecafd3
+# %% ../nbs/13_assistant.ipynb #34ca19df
 def masked_mean(x: Tensor, mask: Tensor) -> Tensor:
     "The mean of `x` over the positions where `mask` is 1 (0 when there are none)."
     return (x * mask).sum() / mask.sum().clamp(min=1)
