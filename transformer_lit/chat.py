@@ -7,17 +7,16 @@ from __future__ import annotations
 # %% auto #0
 __all__ = ['chat_command', 'save_assistant', 'load_assistant', 'trim_history', 'stream_reply', 'Chat', 'chat_loop', 'ChatCommand', 'main']
 
-# %% ../nbs/13_assistant.ipynb #efe29f58
+# %% ../nbs/13_assistant.ipynb #ce9efca1
 import argparse
 import sys
-from dataclasses import asdict
 from pathlib import Path
 
 import torch
 
 from .assistant import ChatTokenizer, check_messages
 from .attention import check_float, check_int
-from .gpt import GPT, decoding_layout, next_token_probs
+from .gpt import GPT, generate_stream
 from .training import load_checkpoint, resolve_device, save_checkpoint
 
 # %% ../nbs/13_assistant.ipynb #3345f0a5
@@ -30,7 +29,7 @@ def save_assistant(path, model: GPT, tok: ChatTokenizer, step: int = 0) -> Path:
         raise TypeError(f"save_assistant: tok must be a ChatTokenizer, got {type(tok).__name__}")
     if tok.vocab_size != model.config.vocab_size:
         raise ValueError(f"save_assistant: the tokenizer has {tok.vocab_size} ids, the model {model.config.vocab_size}")
-    return save_checkpoint(path, model, step=step, model_config={"arch": "gpt2", **asdict(model.config)}, tokenizer=tok)
+    return save_checkpoint(path, model, step=step, model_config={"arch": "gpt2", **model.config.to_dict()}, tokenizer=tok)
 
 
 def load_assistant(path, device: str | torch.device = "cpu") -> tuple[GPT, ChatTokenizer]:
@@ -79,8 +78,9 @@ def stream_reply(model: GPT, tok: ChatTokenizer, prompt: list[int], max_new_toke
                  temperature: float = 0.0, top_k: int | None = None, top_p: float | None = None,
                  seed: int | None = None):
     """Yield the reply to `prompt` (ids ending in `<|assistant|>`) piece by piece, as it is sampled, until
-    `<|end|>` or `max_new_tokens`: the tokens `generate(..., stop_tokens=[end])` picks with the same seed.
-    The prompt and reply must fit in the context (trim the history first)."""
+    `<|end|>` or `max_new_tokens`. The tokens come from chapter 10's `generate_stream`, the book's one
+    sampling loop: the same as `generate(..., stop_tokens=[end])` with the same seed. The prompt and reply
+    must fit in the context (trim the history first)."""
     check_int(max_new_tokens, "max_new_tokens", "stream_reply")
     check_float(temperature, "temperature", "stream_reply", minimum=0)
     if not prompt:
@@ -88,27 +88,17 @@ def stream_reply(model: GPT, tok: ChatTokenizer, prompt: list[int], max_new_toke
     if len(prompt) + max_new_tokens > model.config.block_size:
         raise ValueError(f"stream_reply: the prompt ({len(prompt)} tokens) and max_new_tokens={max_new_tokens} must fit "
                          f"in block_size={model.config.block_size}")
-    device = model.lm_head.weight.device
-    gen = None if seed is None else torch.Generator(device=device).manual_seed(seed)
-    model.eval()
-    with decoding_layout(model):
-        caches = model.new_caches()
-        logits, _ = model(torch.tensor([prompt], device=device), caches=caches, last_only=True)   # (1, 1, V)
-        ids, shown = [], ""
-        for _ in range(max_new_tokens):
-            last = logits[:, -1].float()                                          # (1, V)
-            if temperature == 0:
-                nxt = last.argmax(-1)                                             # (1,)
-            else:
-                nxt = torch.multinomial(next_token_probs(last, temperature, top_k, top_p), 1, generator=gen)[:, 0]
-            if int(nxt) == tok.end_id:
-                return
-            ids.append(int(nxt))
-            text = tok.decode(ids, skip_special=True)
-            if not text.endswith("\ufffd"):                                       # a byte-level BPE may be mid-character
-                yield text[len(shown):]
-                shown = text
-            logits, _ = model(nxt[:, None], caches=caches, last_only=True)        # (1, 1, V)
+    gen = None if seed is None else torch.Generator(device=model.lm_head.weight.device).manual_seed(seed)
+    ids, shown = [], ""
+    for nxt in generate_stream(model, [list(prompt)], max_new_tokens, temperature=temperature, top_k=top_k,
+                               top_p=top_p, generator=gen, stop_token=tok.end_id):   # (1,) per step
+        if int(nxt[0]) == tok.end_id:
+            return
+        ids.append(int(nxt[0]))
+        text = tok.decode(ids, skip_special=True)
+        if not text.endswith("\ufffd"):                                       # a byte-level BPE may be mid-character
+            yield text[len(shown):]
+            shown = text
 
 
 class Chat:

@@ -5,9 +5,9 @@
 from __future__ import annotations
 
 # %% auto #0
-__all__ = ['PAIR_KINDS', 'wrong_answer', 'make_preference_pairs', 'hidden_states', 'ScalarHead', 'bradley_terry_loss', 'encode_pair_batch', 'reward_scores', 'preference_accuracy', 'train_reward_model', 'gae', 'masked_mean', 'whiten', 'explained_variance', 'PPOConfig', 'rollout', 'train_ppo', 'kl_to_reference', 'plot_ppo', 'best_of_n', 'sequence_logps', 'train_dpo']
+__all__ = ['PAIR_KINDS', 'wrong_answer', 'make_preference_pairs', 'ScalarHead', 'bradley_terry_loss', 'encode_pair_batch', 'reward_scores', 'preference_accuracy', 'train_reward_model', 'gae', 'masked_mean', 'whiten', 'explained_variance', 'PPOConfig', 'rollout', 'train_ppo', 'kl_to_reference', 'plot_ppo', 'best_of_n', 'sequence_logps', 'train_dpo']
 
-# %% ../nbs/13_assistant.ipynb #3c34daf7
+# %% ../nbs/13_assistant.ipynb #0ffaad33
 import random
 from dataclasses import dataclass
 
@@ -55,15 +55,6 @@ def make_preference_pairs(examples: list[dict], seed: int = 0) -> list[dict]:
     return pairs
 
 
-def hidden_states(model: GPT, idx: Tensor) -> Tensor:
-    "The last hidden states of a GPT, `(B, T) -> (B, T, C)`: its forward pass without the output layer."
-    x = model.tok_emb(idx)                                                     # (B, T, C)
-    x = model.pos_enc(x) if model.pos_enc is not None else model.drop(x)
-    for block in model.blocks:
-        x = block(x, is_causal=idx.shape[1] > 1)                               # (B, T, C)
-    return model.ln_f(x)                                                       # (B, T, C)
-
-
 class ScalarHead(nn.Module):
     """A GPT's trunk with a linear head that reads one number off every position, `(B, T) -> (B, T)`:
     a reward model (its number at the last token) or a value model (at every token)."""
@@ -77,8 +68,8 @@ class ScalarHead(nn.Module):
         nn.init.zeros_(self.head.weight), nn.init.zeros_(self.head.bias)
 
     def forward(self, idx: Tensor) -> Tensor:
-        "One score per position of `idx` `(B, T)`: the model's last hidden states through a linear head, `(B, T)`."
-        return self.head(hidden_states(self.lm, idx))[..., 0]                  # (B, T)
+        "One score per position of `idx` `(B, T)`: the GPT's trunk (its hidden states) through a linear head, `(B, T)`."
+        return self.head(self.lm.trunk(idx))[..., 0]                           # (B, C) per position -> (B, T)
 
 
 def bradley_terry_loss(chosen: Tensor, rejected: Tensor) -> Tensor:
@@ -154,7 +145,7 @@ def gae(rewards: Tensor, values: Tensor, mask: Tensor, gamma: float = 1.0, lam: 
         adv[:, t] = running
     return adv, (adv + values) * mask
 
-# %% ../nbs/13_assistant.ipynb #34ca19df
+# %% ../nbs/13_assistant.ipynb #ebe84109
 def masked_mean(x: Tensor, mask: Tensor) -> Tensor:
     "The mean of `x` over the positions where `mask` is 1 (0 when there are none)."
     return (x * mask).sum() / mask.sum().clamp(min=1)
