@@ -4,7 +4,7 @@ The model is a tiny random GPT: these tests check the mechanics of a conversatio
 (the chapter trains the real assistant and shows what it says). The command runs in a subprocess with
 piped standard input, as a script would run it: through `transformer-lit chat` when chapter 11's CLI
 has discovered the plug-in (the `transformer_lit.commands` entry point), and always through
-`python -m transformer_lit.assistant chat`, the same command without the discovery.
+`python -m transformer_lit.chat chat`, the same command without the discovery.
 """
 import io
 import os
@@ -17,15 +17,15 @@ from pathlib import Path
 import pytest
 import torch
 
-from transformer_lit.assistant import (Chat, ChatTokenizer, chat_command, chat_loop, load_assistant,
-                                       resize_token_embeddings, save_assistant, stream_reply, trim_history)
+from transformer_lit.assistant import ChatTokenizer, completion_mask, resize_token_embeddings
+from transformer_lit.chat import Chat, chat_command, chat_loop, load_assistant, save_assistant, stream_reply, trim_history
 from transformer_lit.gpt import GPT, GPTConfig, generate
-from transformer_lit.training import save_checkpoint
+from transformer_lit.checkpoint import save_checkpoint
 
 try:
     from transformer_lit.tokenizer import CharTokenizer
 except ImportError:                                   # before the renumbering: chapter 7 was training
-    from transformer_lit.training import CharTokenizer
+    from transformer_lit.tokenizer import CharTokenizer
 
 ENV = {**os.environ, "OMP_NUM_THREADS": "1"}
 CHARS = "abcdefghijklmnopqrstuvwxyz ABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789!?.,<|>"     # no newline: one reply, one line
@@ -53,7 +53,7 @@ def cli_command() -> list[str]:
 
 
 def run(args, stdin="", via="module"):
-    cmd = ([sys.executable, "-m", "transformer_lit.assistant", "chat"] if via == "module"
+    cmd = ([sys.executable, "-m", "transformer_lit.chat", "chat"] if via == "module"
            else [*cli_command(), "chat"]) + [str(a) for a in args]
     return subprocess.run(cmd, input=stdin, capture_output=True, text=True, timeout=120, env=ENV)
 
@@ -141,8 +141,8 @@ def test_load_assistant_refuses_a_checkpoint_without_a_template(tmp_path, ckpt):
 def test_chat_command_follows_the_cli_protocol():
     from transformer_lit import cli
     assert chat_command.name == "chat" and isinstance(chat_command.help, str)
-    if hasattr(cli, "_command_problem"):                                      # chapter 11's own check of a plugin
-        assert cli._command_problem(chat_command, set(cli.BUILTIN_COMMANDS)) is None
+    if cli_has_chat():                                                        # installed: the CLI discovers it
+        assert cli.load_commands()["chat"] is chat_command
     try:
         parser = cli.build_parser({"chat": chat_command})                    # the CLI's parser with the plugin
     except TypeError:                                                         # a CLI without plugins
@@ -176,7 +176,57 @@ def test_chat_command_errors_are_one_line(tmp_path, ckpt, via):
                       (["--ckpt", plain], "no chat template"),
                       (["--ckpt", tmp_path], "neither a checkpoint"),
                       (["--ckpt", ckpt, "--max-new-tokens", "47"], "--max-new-tokens"),
-                      (["--ckpt", ckpt, "--temperature", "-1"], "--temperature")):
+                      (["--ckpt", ckpt, "--temperature", "-1"], "--temperature"),
+                      (["--ckpt", ckpt, "--device", "tpu"], "--device")):
         r = run(args, stdin="hello\n", via=via)
         assert r.returncode == 2, (args, r.returncode, r.stderr)
         assert r.stderr.count("\n") == 1 and msg in r.stderr and "Traceback" not in r.stderr, (args, r.stderr)
+
+
+# --- the saved format and the module boundaries -------------------------------------------------------
+
+def test_assistant_checkpoint_is_in_the_common_format(ckpt):
+    from transformer_lit.checkpoint import load_checkpoint
+    info = load_checkpoint(ckpt)
+    assert info["model_config"]["arch"] == "gpt2" and info["tokenizer"]["type"] == "chat"
+    try:
+        from transformer_lit.checkpoint import load_model                      # the public loader (chapter 8)
+    except ImportError:
+        pytest.skip("transformer_lit.checkpoint.load_model is not in this package yet")
+    model, tok = load_model(ckpt)
+    ref, ref_tok = load_assistant(ckpt)
+    assert isinstance(model, GPT) and tok.to_dict() == ref_tok.to_dict()
+    x = torch.tensor([ref_tok.encode_chat([{"role": "user", "content": "hi"}])])
+    assert torch.equal(model(x)[0], ref(x)[0])
+
+
+def test_completion_mask():
+    E = 9
+    ids = torch.tensor([[1, 2, 3, 4, E, 0], [1, 2, 5, E, 6, E]])
+    assert completion_mask(ids, torch.tensor([3, 2]), stop_token=E).tolist() == [
+        [False, False, True, True, False], [False, True, True, False, False]]
+    assert completion_mask(ids, 2, stop_token=E, last=torch.tensor([3, 5])).tolist() == [
+        [False, True, True, False, False], [False, True, True, False, False]]      # the earlier of the two ends
+    assert completion_mask(ids, 1).all()
+    with pytest.raises(ValueError, match="one entry per row"):
+        completion_mask(ids, 2, last=torch.tensor([3]))
+    with pytest.raises(TypeError, match="prompt_len must be an int"):
+        completion_mask(ids, 2.0)
+
+
+def test_no_private_name_crosses_modules():
+    import transformer_lit
+    root = Path(transformer_lit.__file__).parent
+    for name in ("assistant.py", "preference.py", "chat.py"):
+        src = (root / name).read_text(encoding="utf-8")
+        assert "import _" not in src and "cli._" not in src and "from transformer_lit.cli import _" not in src, name
+        assert len(src.splitlines()) <= 700, (name, len(src.splitlines()))
+
+
+def test_chat_holds_two_turns():
+    model, tok = tiny_assistant()
+    chat = Chat(model, tok, max_new_tokens=6)
+    first = "".join(chat.send("hello"))
+    second = "".join(chat.send("again"))
+    assert [m["role"] for m in chat.history] == ["user", "assistant", "user", "assistant"]
+    assert chat.history[1]["content"] == first and chat.history[3]["content"] == second

@@ -5,34 +5,25 @@
 # %% ../nbs/13_assistant.ipynb #34687766
 from __future__ import annotations
 
-import argparse
 import copy
 import math
 import random
-import sys
-import time
-from dataclasses import asdict, dataclass, replace
-from pathlib import Path
+from dataclasses import replace
 
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
 from .attention import check_choice, check_float, check_int, check_tensor
-from .gpt import GPT, GPTConfig, decoding_layout, generate, next_token_probs
-from .tokenizer import CharTokenizer, tokenizer_from_dict
-from .checkpoint import load_checkpoint, save_checkpoint
+from .gpt import GPT, generate
+from .tokenizer import tokenizer_from_dict
 
 # %% auto #0
-__all__ = ['TASKS', 'PADDING', 'VERDICTS', 'SPECIALS', 'ROLES', 'IGNORE', 'PAIR_KINDS', 'chat_command', 'make_instruction',
-           'make_instructions', 'judge', 'check_messages', 'ChatTokenizer', 'resize_token_embeddings',
-           'generate_replies', 'reply_text', 'prompt_ids', 'evaluate', 'encode_sft', 'collate', 'train_sft',
-           'LoRALinear', 'add_lora', 'merge_lora', 'count_trainable', 'wrong_answer', 'make_preference_pairs',
-           'hidden_states', 'ScalarHead', 'bradley_terry_loss', 'encode_pair_batch', 'reward_scores',
-           'preference_accuracy', 'train_reward_model', 'token_logprobs', 'response_mask', 'clipped_surrogate',
-           'masked_mean', 'gae', 'PPOConfig', 'rollout', 'train_ppo', 'kl_to_reference', 'plot_ppo', 'best_of_n',
-           'dpo_loss', 'sequence_logps', 'train_dpo', 'save_assistant', 'load_assistant', 'trim_history',
-           'stream_reply', 'Chat', 'chat_loop', 'ChatCommand', 'main']
+__all__ = ['TASKS', 'PADDING', 'VERDICTS', 'SPECIALS', 'ROLES', 'IGNORE', 'make_instruction', 'make_instructions', 'judge',
+           'make_two_turn', 'check_messages', 'ChatTokenizer', 'resize_token_embeddings', 'generate_replies',
+           'reply_text', 'prompt_ids', 'evaluate', 'encode_sft', 'collate', 'optimizer_step', 'fit', 'train_sft',
+           'LoRALinear', 'add_lora', 'merge_lora', 'count_trainable', 'token_logprobs', 'completion_mask',
+           'clipped_surrogate', 'dpo_loss']
 
 # %% ../nbs/13_assistant.ipynb #9db5e488
 TASKS = ("reverse", "upper", "sort")
@@ -75,6 +66,22 @@ def judge(example: dict, reply: str) -> str:
     if reply == example["answer"]:
         return "concise"
     return "padded" if reply == PADDING + example["answer"] else "wrong"
+
+
+def make_two_turn(firsts: list[dict], seconds: list[dict], seed: int = 0, padded: float = 0.0) -> list[dict]:
+    """Each example of `seconds` asked as the second turn of a conversation: a copy with a `history`, a first
+    exchange (another example of `firsts`, answered correctly; padded with probability `padded`)."""
+    check_float(padded, "padded", "make_two_turn", 0, 1)
+    if not firsts or not seconds:
+        raise ValueError("make_two_turn: firsts and seconds must be non-empty lists of instructions")
+    rng, out = random.Random(seed), []
+    for s in seconds:
+        f = rng.choice(firsts)
+        while f["prompt"] == s["prompt"] and len(firsts) > 1:                     # a different first instruction
+            f = rng.choice(firsts)
+        reply = PADDING + f["answer"] if rng.random() < padded else f["answer"]
+        out.append({**s, "history": [{"role": "user", "content": f["prompt"]}, {"role": "assistant", "content": reply}]})
+    return out
 
 # %% ../nbs/13_assistant.ipynb #2715d6b1
 SPECIALS = ("<|system|>", "<|user|>", "<|assistant|>", "<|end|>")
@@ -219,8 +226,10 @@ def reply_text(tok: ChatTokenizer, reply: list[int]) -> str:
 
 
 def prompt_ids(tok: ChatTokenizer, example: dict, system: str | None = None) -> list[int]:
-    "The templated prompt of an instruction: `<|user|>` instruction `<|end|><|assistant|>`."
-    msgs = ([{"role": "system", "content": system}] if system else []) + [{"role": "user", "content": example["prompt"]}]
+    """The templated prompt of an instruction: `<|user|>` instruction `<|end|><|assistant|>`, after the
+    example's earlier turns (its `history`, if it has one)."""
+    msgs = ([{"role": "system", "content": system}] if system else []) + list(example.get("history", ())) + \
+           [{"role": "user", "content": example["prompt"]}]
     return tok.encode_chat(msgs)
 
 
@@ -256,31 +265,58 @@ def collate(rows: list[list[int]], pad: int) -> Tensor:
     return torch.tensor([list(r) + [pad] * (T - len(r)) for r in rows], dtype=torch.long)   # (B, T)
 
 # %% ../nbs/13_assistant.ipynb #e4a083c7
+def optimizer_step(opt: torch.optim.Optimizer, loss: Tensor, max_norm: float = 1.0) -> float:
+    "One update of `opt`'s parameters: clear the gradients, backpropagate `loss`, clip their norm to `max_norm`, step. Returns the loss."
+    opt.zero_grad(set_to_none=True)
+    loss.backward()
+    torch.nn.utils.clip_grad_norm_([p for group in opt.param_groups for p in group["params"]], max_norm)
+    opt.step()
+    return loss.item()
+
+
+def fit(params, loss_fn, steps: int, *, n: int, batch_size: int = 32, lr: float = 1e-3, seed: int = 0,
+        final_lr_ratio: float | None = None) -> dict[str, list[float]]:
+    """The chapter's optimisation loop: `steps` AdamW steps (no weight decay, gradients clipped to norm 1) on
+    `params` (those that require grad). Each step draws `batch_size` indices of `range(n)` with replacement
+    (a generator seeded with `seed`) and minimises `loss, logs = loss_fn(rows)`. `final_lr_ratio`: a cosine
+    decay of the learning rate to that fraction of `lr` (None: constant). Returns each step's loss and logs."""
+    check_int(steps, "steps", "fit")
+    check_int(n, "n", "fit")
+    check_int(batch_size, "batch_size", "fit")
+    check_float(lr, "lr", "fit", minimum=0, min_inclusive=False)
+    params = [p for p in params if p.requires_grad]
+    if not params:
+        raise ValueError("fit: no parameter requires grad; nothing to train")
+    opt = torch.optim.AdamW(params, lr=lr, weight_decay=0.0)
+    sched = None
+    if final_lr_ratio is not None:
+        check_float(final_lr_ratio, "final_lr_ratio", "fit", 0, 1)
+        f = final_lr_ratio
+        sched = torch.optim.lr_scheduler.LambdaLR(opt, lambda s: f + (1 - f) * 0.5 * (1 + math.cos(math.pi * s / steps)))
+    g, hist = torch.Generator().manual_seed(seed), {"loss": []}
+    for _ in range(steps):
+        loss, logs = loss_fn(torch.randint(n, (batch_size,), generator=g).tolist())
+        hist["loss"].append(optimizer_step(opt, loss))
+        for k, v in logs.items():
+            hist.setdefault(k, []).append(float(v))
+        if sched is not None:
+            sched.step()
+    return hist
+
+
 def train_sft(model: nn.Module, tok: ChatTokenizer, data: list[tuple[list[int], list[int]]], steps: int, *,
               batch_size: int = 32, lr: float = 1e-3, seed: int = 0, params=None) -> list[float]:
-    """Fine-tune `model` on `(inputs, targets)` pairs from `encode_sft` with AdamW and a cosine decay;
-    only `params` (default: all that require grad) are updated. Returns the loss of each step."""
-    check_int(steps, "steps", "train_sft")
-    check_int(batch_size, "batch_size", "train_sft")
-    check_float(lr, "lr", "train_sft", minimum=0, min_inclusive=False)
-    params = [p for p in (model.parameters() if params is None else params) if p.requires_grad]
-    opt = torch.optim.AdamW(params, lr=lr, weight_decay=0.0)
-    sched = torch.optim.lr_scheduler.LambdaLR(opt, lambda s: 0.1 + 0.9 * 0.5 * (1 + math.cos(math.pi * s / steps)))
-    g, losses = torch.Generator().manual_seed(seed), []
-    model.train()
-    for _ in range(steps):
-        rows = torch.randint(len(data), (batch_size,), generator=g).tolist()
+    """Fine-tune `model` on `(inputs, targets)` pairs from `encode_sft` with `fit` and a cosine decay to a tenth
+    of `lr`; only `params` (default: all that require grad) are updated. Returns the loss of each step."""
+    def loss_fn(rows):
         x = collate([data[i][0] for i in rows], tok.end_id)                      # (B, T)
         y = collate([data[i][1] for i in rows], IGNORE)                          # (B, T)
-        _, loss = model(x, y)
-        opt.zero_grad(set_to_none=True)
-        loss.backward()
-        torch.nn.utils.clip_grad_norm_(params, 1.0)
-        opt.step()
-        sched.step()
-        losses.append(loss.item())
+        return model(x, y)[1], {}
+    model.train()
+    hist = fit(model.parameters() if params is None else params, loss_fn, steps, n=len(data),
+               batch_size=batch_size, lr=lr, seed=seed, final_lr_ratio=0.1)
     model.eval()
-    return losses
+    return hist["loss"]
 
 # %% ../nbs/13_assistant.ipynb #0c4e8442
 class LoRALinear(nn.Module):
@@ -345,127 +381,6 @@ def count_trainable(model: nn.Module) -> tuple[int, int]:
     ps = {id(p): p for p in model.parameters()}.values()
     return sum(p.numel() for p in ps if p.requires_grad), sum(p.numel() for p in ps)
 
-# %% ../nbs/13_assistant.ipynb #874baa03
-def wrong_answer(example: dict, rng: random.Random) -> str:
-    """A near miss: the kind of wrong answer a model gives (a letter changed, dropped or repeated, or the
-    word itself, unprocessed)."""
-    a, word = example["answer"], example["prompt"].split()[1]
-    kind = rng.choice(("change", "change", "drop", "repeat", "word"))
-    i = rng.randrange(len(a))
-    if kind == "word" and word != a:
-        return word
-    if kind == "drop":
-        return a[:i] + a[i + 1:]
-    if kind == "repeat":
-        return a[:i + 1] + a[i:]
-    pool = "ABCDEFGHIJKLMNOPQRSTUVWXYZ" if a.isupper() else "abcdefghijklmnopqrstuvwxyz"
-    return a[:i] + rng.choice(pool.replace(a[i], "")) + a[i + 1:]
-
-
-PAIR_KINDS = ("concise>padded", "concise>wrong", "padded>wrong")
-
-
-def make_preference_pairs(examples: list[dict], seed: int = 0) -> list[dict]:
-    """Three pairs per example, `{'example', 'chosen', 'rejected', 'kind'}`, one of each kind of PAIR_KINDS,
-    from the rule: concise beats padded beats wrong (a near miss, padded or not)."""
-    rng, pairs = random.Random(seed), []
-    for e in examples:
-        replies = {"concise": e["answer"], "padded": PADDING + e["answer"]}
-        for kind in PAIR_KINDS:
-            wrong = wrong_answer(e, rng)
-            replies["wrong"] = PADDING + wrong if rng.random() < 0.5 else wrong
-            chosen, rejected = kind.split(">")
-            pairs.append({"example": e, "chosen": replies[chosen], "rejected": replies[rejected], "kind": kind})
-    return pairs
-
-
-def hidden_states(model: GPT, idx: Tensor) -> Tensor:
-    "The last hidden states of a GPT, `(B, T) -> (B, T, C)`: its forward pass without the output layer."
-    x = model.tok_emb(idx)                                                     # (B, T, C)
-    x = model.pos_enc(x) if model.pos_enc is not None else model.drop(x)
-    for block in model.blocks:
-        x = block(x, is_causal=idx.shape[1] > 1)                               # (B, T, C)
-    return model.ln_f(x)                                                       # (B, T, C)
-
-
-class ScalarHead(nn.Module):
-    """A GPT's trunk with a linear head that reads one number off every position, `(B, T) -> (B, T)`:
-    a reward model (its number at the last token) or a value model (at every token)."""
-
-    def __init__(self, lm: GPT):
-        super().__init__()
-        if not isinstance(lm, GPT):
-            raise TypeError(f"ScalarHead: lm must be a GPT, got {type(lm).__name__}")
-        self.lm = lm
-        self.head = nn.Linear(lm.config.n_embd, 1)
-        nn.init.zeros_(self.head.weight), nn.init.zeros_(self.head.bias)
-
-    def forward(self, idx: Tensor) -> Tensor:
-        "One score per position of `idx` `(B, T)`: the model's last hidden states through a linear head, `(B, T)`."
-        return self.head(hidden_states(self.lm, idx))[..., 0]                  # (B, T)
-
-
-def bradley_terry_loss(chosen: Tensor, rejected: Tensor) -> Tensor:
-    "`-log sigmoid(r_chosen - r_rejected)`, averaged: the negative log-likelihood of the preferences."
-    check_tensor(chosen, "chosen", "bradley_terry_loss", floating=True)
-    check_tensor(rejected, "rejected", "bradley_terry_loss", floating=True)
-    if chosen.shape != rejected.shape:
-        raise ValueError(f"bradley_terry_loss: chosen and rejected must have one shape, got "
-                         f"{tuple(chosen.shape)} and {tuple(rejected.shape)}")
-    return -F.logsigmoid(chosen - rejected).mean()
-
-
-def encode_pair_batch(tok: ChatTokenizer, pairs: list[dict]) -> tuple[Tensor, Tensor, Tensor]:
-    """Chosen rows then rejected rows, `prompt + reply + <|end|>` right-padded: ids `(2B, T)`, the index of each
-    row's last token `(2B,)` and its prompt length `(2B,)`."""
-    rows, plens = [], []
-    for key in ("chosen", "rejected"):
-        for p in pairs:
-            pr = prompt_ids(tok, p["example"])
-            rows.append(pr + tok.encode(p[key]) + [tok.end_id])
-            plens.append(len(pr))
-    return (collate(rows, tok.end_id), torch.tensor([len(r) - 1 for r in rows]), torch.tensor(plens))
-
-
-def reward_scores(rm: ScalarHead, ids: Tensor, last: Tensor) -> Tensor:
-    "The reward of each row: the reward model's number at its last token, `(B,)`."
-    return rm(ids).gather(1, last[:, None])[:, 0]
-
-
-@torch.no_grad()
-def preference_accuracy(rm: ScalarHead, tok: ChatTokenizer, pairs: list[dict]) -> dict:
-    "Fraction of pairs whose chosen reply the reward model scores higher, overall and per kind."
-    ids, last, _ = encode_pair_batch(tok, pairs)
-    r = reward_scores(rm.eval(), ids, last)
-    win = (r[:len(pairs)] > r[len(pairs):]).tolist()
-    out = {"all": sum(win) / len(win)}
-    for kind in PAIR_KINDS:
-        ks = [w for w, p in zip(win, pairs) if p["kind"] == kind]
-        out[kind] = sum(ks) / max(1, len(ks))
-    return out
-
-
-def train_reward_model(rm: ScalarHead, tok: ChatTokenizer, pairs: list[dict], steps: int, *, batch_size: int = 32,
-                       lr: float = 1e-3, seed: int = 0) -> dict:
-    "Minimise the Bradley-Terry loss on `pairs`; returns the history of loss and batch accuracy."
-    check_int(steps, "steps", "train_reward_model")
-    opt = torch.optim.AdamW(rm.parameters(), lr=lr, weight_decay=0.0)
-    g, hist = torch.Generator().manual_seed(seed), {"loss": [], "accuracy": []}
-    rm.train()
-    for _ in range(steps):
-        batch = [pairs[i] for i in torch.randint(len(pairs), (batch_size,), generator=g).tolist()]
-        ids, last, _ = encode_pair_batch(tok, batch)
-        r = reward_scores(rm, ids, last)                                       # (2B,)
-        loss = bradley_terry_loss(r[:batch_size], r[batch_size:])
-        opt.zero_grad(set_to_none=True)
-        loss.backward()
-        torch.nn.utils.clip_grad_norm_(rm.parameters(), 1.0)
-        opt.step()
-        hist["loss"].append(loss.item())
-        hist["accuracy"].append((r[:batch_size] > r[batch_size:]).float().mean().item())
-    rm.eval()
-    return hist
-
 # %% ../nbs/13_assistant.ipynb #18df0ee4
 def token_logprobs(model: GPT, ids: Tensor) -> Tensor:
     "`log p(ids[:, t + 1] | ids[:, :t + 1])` for every position: `(B, T) -> (B, T - 1)`."
@@ -473,11 +388,32 @@ def token_logprobs(model: GPT, ids: Tensor) -> Tensor:
     return logits.float().log_softmax(-1).gather(-1, ids[:, 1:, None])[..., 0]   # (B, T - 1)
 
 
-def response_mask(prompt_len: Tensor, last: Tensor, T: int) -> Tensor:
-    """`(B, T - 1)` bool: True at the positions that predict a reply token, `prompt_len - 1 .. last - 1`
-    (the reply occupies `ids[b, prompt_len[b]:last[b] + 1]`)."""
-    t = torch.arange(T - 1)                                                    # (T - 1,)
-    return (t >= prompt_len[:, None] - 1) & (t <= last[:, None] - 1)            # (B, T - 1)
+def completion_mask(ids: Tensor, prompt_len, stop_token: int | None = None, last: Tensor | None = None) -> Tensor:
+    """`(B, T - 1)` bool over the targets of `ids (B, T)` (as `token_logprobs` returns them): True for the
+    completion's tokens, from the first after the prompt (`prompt_len`, an int or a `(B,)` tensor) up to and
+    including the first `stop_token` (if given) and up to index `last` (a `(B,)` tensor, if given), else
+    to the end. Target `t` is token `t + 1`."""
+    where = "completion_mask"
+    check_tensor(ids, "ids", where, ndim=2, floating=False)
+    B, T = ids.shape
+    if isinstance(prompt_len, Tensor):
+        check_tensor(prompt_len, "prompt_len", where, ndim=1, floating=False)
+        if len(prompt_len) != B:
+            raise ValueError(f"{where}: prompt_len must have one entry per row of ids ({B}), got {len(prompt_len)}")
+        plen = prompt_len.to(ids.device)[:, None]                               # (B, 1)
+    else:
+        plen = check_int(prompt_len, "prompt_len", where)                       # a target needs a token before it
+    pos = torch.arange(1, T, device=ids.device)                                 # (T - 1,): the index of each target
+    mask = (pos >= plen).expand(B, T - 1).contiguous()                          # (B, T - 1): after the prompt
+    if stop_token is not None:
+        stop = (ids[:, 1:] == check_int(stop_token, "stop_token", where, minimum=0)) & mask
+        mask = mask & ((stop.cumsum(1) - stop.long()) == 0)                     # up to the first stop, included
+    if last is not None:
+        check_tensor(last, "last", where, ndim=1, floating=False)
+        if len(last) != B:
+            raise ValueError(f"{where}: last must have one entry per row of ids ({B}), got {len(last)}")
+        mask = mask & (pos <= last.to(ids.device)[:, None])                     # (B, T - 1)
+    return mask
 
 
 def clipped_surrogate(logp: Tensor, old_logp: Tensor, advantages: Tensor, clip: float) -> tuple[Tensor, Tensor]:
@@ -487,183 +423,6 @@ def clipped_surrogate(logp: Tensor, old_logp: Tensor, advantages: Tensor, clip: 
     ratio = torch.exp(logp - old_logp.detach())                                  # rho, the probability ratio
     A = advantages.detach()
     return torch.minimum(ratio * A, ratio.clamp(1 - clip, 1 + clip) * A), ratio
-
-
-def masked_mean(x: Tensor, mask: Tensor) -> Tensor:
-    "The mean of `x` over the positions where `mask` is 1 (0 when there are none)."
-    return (x * mask).sum() / mask.sum().clamp(min=1)
-
-
-def gae(rewards: Tensor, values: Tensor, mask: Tensor, gamma: float = 1.0, lam: float = 0.95) -> tuple[Tensor, Tensor]:
-    """Generalised advantage estimation over the masked positions of each row: `(advantages, returns)`,
-    both `(B, T)`, zero outside `mask`. The value after a row's last masked position is 0 (the episode ends)."""
-    check_float(gamma, "gamma", "gae", 0, 1)
-    check_float(lam, "lam", "gae", 0, 1)
-    for name, t in (("rewards", rewards), ("values", values)):
-        check_tensor(t, name, "gae", ndim=2, floating=True)
-    if not rewards.shape == values.shape == mask.shape:
-        raise ValueError(f"gae: rewards, values and mask must have one shape (B, T), got {tuple(rewards.shape)}, "
-                         f"{tuple(values.shape)}, {tuple(mask.shape)}")
-    mask = mask.to(rewards.dtype)
-    adv, running = torch.zeros_like(rewards), torch.zeros_like(rewards[:, 0])  # (B, T), (B,)
-    for t in reversed(range(rewards.shape[1])):
-        next_v = values[:, t + 1] * mask[:, t + 1] if t + 1 < rewards.shape[1] else 0.0
-        delta = rewards[:, t] + gamma * next_v - values[:, t]
-        running = (delta + gamma * lam * running) * mask[:, t]               # restarts outside the reply
-        adv[:, t] = running
-    return adv, (adv + values) * mask
-
-# %% ../nbs/13_assistant.ipynb #f8be1eb8
-@dataclass
-class PPOConfig:
-    "The settings of `train_ppo` (InstructGPT's recipe in miniature); validated on creation."
-    steps: int = 60                   # rollouts (each followed by PPO epochs on it)
-    batch_size: int = 32              # prompts per rollout
-    ppo_epochs: int = 2               # passes over each rollout
-    minibatch_size: int = 16
-    lr: float = 3e-5                  # policy
-    value_lr: float = 2e-4            # value model
-    kl_coef: float = 0.2              # beta: the per-token KL penalty
-    clip: float = 0.2                 # epsilon of the clipped objective
-    value_clip: float = 0.2
-    gamma: float = 1.0
-    lam: float = 0.95
-    max_new_tokens: int = 14
-    temperature: float = 1.0          # sampling temperature of the rollouts
-    eval_interval: int = 10           # steps between greedy evaluations on held-out prompts
-    seed: int = 0
-
-    def __post_init__(self):
-        w = "PPOConfig"
-        for name in ("steps", "batch_size", "ppo_epochs", "minibatch_size", "max_new_tokens", "eval_interval"):
-            check_int(getattr(self, name), name, w)
-        check_int(self.seed, "seed", w, minimum=0)
-        for name in ("lr", "value_lr", "clip", "value_clip", "temperature"):
-            check_float(getattr(self, name), name, w, minimum=0, min_inclusive=False)
-        check_float(self.kl_coef, "kl_coef", w, minimum=0)
-        check_float(self.gamma, "gamma", w, 0, 1)
-        check_float(self.lam, "lam", w, 0, 1)
-
-
-@torch.no_grad()
-def rollout(policy: GPT, tok: ChatTokenizer, examples: list[dict], max_new_tokens: int, temperature: float,
-            seed: int) -> tuple[Tensor, Tensor, Tensor, list[str]]:
-    "Sample a reply to each example: ids `(B, T)` (prompt + reply, right-padded), reply mask `(B, T - 1)`, last index `(B,)`, texts."
-    prompts = [prompt_ids(tok, e) for e in examples]
-    replies = generate_replies(policy, tok, prompts, max_new_tokens, temperature=temperature, seed=seed)
-    rows = [p + r for p, r in zip(prompts, replies)]
-    ids = collate(rows, tok.end_id)                                            # (B, T)
-    last = torch.tensor([len(r) - 1 for r in rows])                            # (B,)
-    mask = response_mask(torch.tensor([len(p) for p in prompts]), last, ids.shape[1])   # (B, T - 1)
-    return ids, mask, last, [reply_text(tok, r) for r in replies]
-
-
-def train_ppo(policy: GPT, ref: GPT, value: ScalarHead, rm: ScalarHead, tok: ChatTokenizer, examples: list[dict],
-              cfg: PPOConfig, eval_examples: list[dict] | None = None) -> dict:
-    """RLHF: optimise `policy` (in place) against `rm` with PPO, a per-token KL penalty to the frozen
-    `ref` and the value model `value` (trained too). Returns the history: per step the mean reward-model
-    score, the mean KL to `ref` of the sampled replies (nats per reply), the rule's verdicts on them,
-    the clipped fraction; every `eval_interval` steps the greedy held-out accuracy."""
-    if not isinstance(cfg, PPOConfig):
-        raise TypeError(f"train_ppo: cfg must be a PPOConfig, got {type(cfg).__name__}")
-    ref.eval().requires_grad_(False), rm.eval().requires_grad_(False)
-    policy.requires_grad_(True), value.requires_grad_(True)                   # a copy of a frozen model would be frozen
-    opt_p = torch.optim.AdamW(policy.parameters(), lr=cfg.lr, weight_decay=0.0)
-    opt_v = torch.optim.AdamW(value.parameters(), lr=cfg.value_lr, weight_decay=0.0)
-    rng = random.Random(cfg.seed)
-    hist = {k: [] for k in ("score", "kl", "concise", "accuracy", "clipfrac", "eval_step", "eval_accuracy", "eval_concise")}
-
-    def log_eval(step):
-        if eval_examples:
-            res = evaluate(policy, tok, eval_examples)
-            hist["eval_step"].append(step), hist["eval_accuracy"].append(res["accuracy"]), hist["eval_concise"].append(res["concise"])
-
-    log_eval(0)
-    for step in range(1, cfg.steps + 1):
-        batch = rng.sample(examples, cfg.batch_size)
-        ids, mask, last, texts = rollout(policy, tok, batch, cfg.max_new_tokens, cfg.temperature, cfg.seed + step)
-        B = len(batch)
-        with torch.no_grad():
-            logp_old = token_logprobs(policy.eval(), ids)                        # (B, T - 1)
-            kl = (logp_old - token_logprobs(ref, ids)) * mask                    # (B, T - 1): per-token log-ratio
-            values = value.eval()(ids)[:, :-1] * mask                             # (B, T - 1): V(s_t)
-            score = reward_scores(rm, ids, last)                                   # (B,)
-            rewards = -cfg.kl_coef * kl
-            rewards[torch.arange(B), last - 1] += score                           # the score comes at the end
-            adv, returns = gae(rewards, values, mask, cfg.gamma, cfg.lam)
-            mu, sd = adv[mask].mean(), adv[mask].std().clamp(min=1e-6)
-            adv = (adv - mu) / sd * mask                                          # whitened, as in PPO's code
-        policy.train(), value.train()
-        clipped = []
-        for _ in range(cfg.ppo_epochs):
-            for mb in torch.randperm(B).split(cfg.minibatch_size):
-                m = mask[mb]
-                surrogate, ratio = clipped_surrogate(token_logprobs(policy, ids[mb]), logp_old[mb], adv[mb],
-                                                     cfg.clip)                 # (b, T - 1) each
-                pg = -masked_mean(surrogate, m)
-                opt_p.zero_grad(set_to_none=True)
-                pg.backward()
-                torch.nn.utils.clip_grad_norm_(policy.parameters(), 1.0)
-                opt_p.step()
-                v = value(ids[mb])[:, :-1]                                             # (b, T - 1)
-                v_clip = values[mb] + (v - values[mb]).clamp(-cfg.value_clip, cfg.value_clip)
-                vf = 0.5 * masked_mean(torch.max((v - returns[mb]) ** 2, (v_clip - returns[mb]) ** 2), m)
-                opt_v.zero_grad(set_to_none=True)
-                vf.backward()
-                torch.nn.utils.clip_grad_norm_(value.parameters(), 1.0)
-                opt_v.step()
-                clipped.append(masked_mean(((ratio - 1).abs() > cfg.clip).float(), m).item())
-        policy.eval(), value.eval()
-        verdicts = [judge(e, t) for e, t in zip(batch, texts)]
-        hist["score"].append(score.mean().item())
-        hist["kl"].append(kl.sum(1).mean().item())
-        hist["concise"].append(verdicts.count("concise") / B)
-        hist["accuracy"].append(1 - verdicts.count("wrong") / B)
-        hist["clipfrac"].append(sum(clipped) / len(clipped))
-        if step % cfg.eval_interval == 0 or step == cfg.steps:
-            log_eval(step)
-    return hist
-
-
-@torch.no_grad()
-def kl_to_reference(model: GPT, ref: GPT, tok: ChatTokenizer, examples: list[dict], max_new_tokens: int = 14,
-                    seed: int = 0) -> float:
-    "Monte-Carlo KL(model || ref) in nats per reply: the mean of `sum_t log model/ref` over replies sampled from `model`."
-    ids, mask, _, _ = rollout(model, tok, examples, max_new_tokens, 1.0, seed)
-    return ((token_logprobs(model, ids) - token_logprobs(ref, ids)) * mask).sum(1).mean().item()
-
-# %% ../nbs/13_assistant.ipynb #c5b339c1
-def plot_ppo(histories: dict, axes=None, smooth: int = 5):
-    "Reward-model score, KL to the reference and held-out accuracy against PPO steps, one line per run."
-    import matplotlib.pyplot as plt
-    if axes is None:
-        axes = plt.subplots(1, 3, figsize=(14, 3.4))[1]
-    for i, (name, h) in enumerate(histories.items()):
-        for ax, key in zip(axes[:2], ("score", "kl")):
-            ys = torch.tensor(h[key])
-            k = min(smooth, len(ys))
-            ax.plot(torch.arange(k, len(ys) + 1), ys.unfold(0, k, 1).mean(1), color=f"C{i}", label=name)
-        axes[2].plot(h["eval_step"], h["eval_concise"], "o-", color=f"C{i}", ms=3, label=f"{name}: concise")
-        axes[2].plot(h["eval_step"], h["eval_accuracy"], "s--", color=f"C{i}", ms=3, alpha=0.6, label=f"{name}: correct")
-    axes[0].set(xlabel="PPO step", ylabel="reward-model score", title="reward (sampled replies)")
-    axes[1].set(xlabel="PPO step", ylabel="nats per reply", title="KL to the reference")
-    axes[2].set(xlabel="PPO step", ylabel="fraction of held-out prompts", title="judged by the rule (greedy)", ylim=(0, 1.02))
-    for ax in axes:
-        ax.legend(fontsize=8)
-    plt.tight_layout()
-    return axes
-
-# %% ../nbs/13_assistant.ipynb #85aa6a4e
-@torch.no_grad()
-def best_of_n(model: GPT, rm: ScalarHead, tok: ChatTokenizer, examples: list[dict], n: int = 8,
-              max_new_tokens: int = 14, seed: int = 0) -> tuple[list[str], Tensor]:
-    """For each example, sample `n` replies from `model` (temperature 1) and keep the one the reward model
-    scores highest: its texts and their scores `(N,)`."""
-    check_int(n, "n", "best_of_n")
-    many = [e for e in examples for _ in range(n)]
-    ids, _, last, texts = rollout(model, tok, many, max_new_tokens, 1.0, seed)
-    best, j = reward_scores(rm, ids, last).view(len(examples), n).max(1)         # (N,), (N,)
-    return [texts[i * n + int(k)] for i, k in enumerate(j)], best
 
 # %% ../nbs/13_assistant.ipynb #ace96e28
 def dpo_loss(policy_chosen_logps: Tensor, policy_rejected_logps: Tensor, reference_chosen_logps: Tensor,
@@ -685,259 +444,3 @@ def dpo_loss(policy_chosen_logps: Tensor, policy_rejected_logps: Tensor, referen
     chosen_rewards = beta * (policy_chosen_logps - reference_chosen_logps).detach()
     rejected_rewards = beta * (policy_rejected_logps - reference_rejected_logps).detach()
     return losses, chosen_rewards, rejected_rewards
-
-# %% ../nbs/13_assistant.ipynb #2f8bd1d9
-def sequence_logps(model: GPT, ids: Tensor, mask: Tensor) -> Tensor:
-    "The log-probability of each row's reply: the sum of `token_logprobs` over `mask`, `(B,)`."
-    return (token_logprobs(model, ids) * mask).sum(-1)
-
-
-def train_dpo(policy: GPT, ref: GPT, tok: ChatTokenizer, pairs: list[dict], steps: int, *, beta: float = 0.1,
-              batch_size: int = 32, lr: float = 1e-4, seed: int = 0) -> dict:
-    """Minimise the DPO loss of `policy` (in place) on `pairs` against the frozen `ref`. Returns per step the
-    loss, the mean implicit rewards of chosen and rejected replies, their margin and the fraction of pairs
-    ordered right."""
-    check_int(steps, "steps", "train_dpo")
-    ref.eval().requires_grad_(False)
-    opt = torch.optim.AdamW(policy.parameters(), lr=lr, weight_decay=0.0)
-    g = torch.Generator().manual_seed(seed)
-    hist = {k: [] for k in ("loss", "chosen", "rejected", "margin", "accuracy")}
-    for _ in range(steps):
-        batch = [pairs[i] for i in torch.randint(len(pairs), (batch_size,), generator=g).tolist()]
-        ids, last, plen = encode_pair_batch(tok, batch)                        # (2B, T): chosen rows, then rejected
-        mask = response_mask(plen, last, ids.shape[1])
-        with torch.no_grad():
-            ref_logps = sequence_logps(ref, ids, mask)                          # (2B,)
-        policy.train()
-        logps = sequence_logps(policy, ids, mask)                               # (2B,)
-        losses, cr, rj = dpo_loss(logps[:batch_size], logps[batch_size:], ref_logps[:batch_size],
-                                  ref_logps[batch_size:], beta)
-        opt.zero_grad(set_to_none=True)
-        losses.mean().backward()
-        torch.nn.utils.clip_grad_norm_(policy.parameters(), 1.0)
-        opt.step()
-        for k, x in (("loss", losses.mean()), ("chosen", cr.mean()), ("rejected", rj.mean()),
-                     ("margin", (cr - rj).mean()), ("accuracy", (cr > rj).float().mean())):
-            hist[k].append(x.item())
-    policy.eval()
-    return hist
-
-# %% ../nbs/13_assistant.ipynb #3345f0a5
-def save_assistant(path, model: GPT, tok: ChatTokenizer, step: int = 0) -> Path:
-    "Save a chat model: chapter 8's atomic checkpoint with the model's configuration and the chat tokenizer."
-    if not isinstance(model, GPT):
-        raise TypeError(f"save_assistant: model must be a GPT, got {type(model).__name__}")
-    if not isinstance(tok, ChatTokenizer):
-        raise TypeError(f"save_assistant: tok must be a ChatTokenizer, got {type(tok).__name__}")
-    if tok.vocab_size != model.config.vocab_size:
-        raise ValueError(f"save_assistant: the tokenizer has {tok.vocab_size} ids, the model {model.config.vocab_size}")
-    return save_checkpoint(path, model, step=step, model_config=asdict(model.config), tokenizer=tok)
-
-
-def load_assistant(path, device: str | torch.device = "cpu") -> tuple[GPT, ChatTokenizer]:
-    "The model and chat tokenizer of a checkpoint written by `save_assistant` (or a run directory's latest)."
-    info = load_checkpoint(path)
-    d = info["tokenizer"]
-    if not isinstance(d, dict) or d.get("type") != "chat":
-        kind = "none" if d is None else f"one of type {d.get('type')!r}"
-        raise ValueError(f"load_assistant: {str(info['path'])!r} has no chat template (its tokenizer: {kind}); "
-                         f"make an assistant checkpoint with save_assistant (chapter 13)")
-    tok = ChatTokenizer.from_dict(d)
-    model = GPT(GPTConfig.from_dict(info["model_config"]))
-    if model.config.vocab_size != tok.vocab_size:
-        raise ValueError(f"load_assistant: {str(info['path'])!r}: the model has {model.config.vocab_size} ids, "
-                         f"its chat tokenizer {tok.vocab_size}")
-    load_checkpoint(info["path"], model)
-    return model.to(device).eval(), tok
-
-# %% ../nbs/13_assistant.ipynb #097fc292
-def trim_history(tok: ChatTokenizer, messages: list[dict], budget: int) -> list[dict]:
-    """The longest suffix of the conversation that fits in `budget` tokens with the template and the
-    generation prompt: oldest turns dropped first, whole, and a system message kept. A conversation
-    always restarts at a user message. `ValueError` if not even the last message fits."""
-    msgs = check_messages(messages, "trim_history")
-    check_int(budget, "budget", "trim_history")
-    system = msgs[:1] if msgs and msgs[0]["role"] == "system" else []
-    turns = msgs[len(system):]
-    while turns and len(tok.encode_chat(system + turns)) > budget:
-        turns = turns[1:]
-        while turns and turns[0]["role"] != "user":                            # never start with a reply
-            turns = turns[1:]
-    if not turns:
-        need = len(tok.encode_chat(system + msgs[-1:]))
-        raise ValueError(f"trim_history: the last message needs {need} tokens with the template"
-                         f"{' and the system message' if system else ''}; the context leaves {budget}")
-    return system + turns
-
-
-@torch.no_grad()
-def stream_reply(model: GPT, tok: ChatTokenizer, prompt: list[int], max_new_tokens: int = 32, *,
-                 temperature: float = 0.0, top_k: int | None = None, top_p: float | None = None,
-                 seed: int | None = None):
-    """Yield the reply to `prompt` (ids ending in `<|assistant|>`) piece by piece, as it is sampled, until
-    `<|end|>` or `max_new_tokens`: the tokens `generate(..., stop_tokens=[end])` picks with the same seed.
-    The prompt and reply must fit in the context (trim the history first)."""
-    check_int(max_new_tokens, "max_new_tokens", "stream_reply")
-    check_float(temperature, "temperature", "stream_reply", minimum=0)
-    if not prompt:
-        raise ValueError("stream_reply: the prompt is empty")
-    if len(prompt) + max_new_tokens > model.config.block_size:
-        raise ValueError(f"stream_reply: the prompt ({len(prompt)} tokens) and max_new_tokens={max_new_tokens} must fit "
-                         f"in block_size={model.config.block_size}")
-    device = model.lm_head.weight.device
-    gen = None if seed is None else torch.Generator(device=device).manual_seed(seed)
-    model.eval()
-    with decoding_layout(model):
-        caches = model.new_caches()
-        logits, _ = model(torch.tensor([prompt], device=device), caches=caches, last_only=True)   # (1, 1, V)
-        ids, shown = [], ""
-        for _ in range(max_new_tokens):
-            last = logits[:, -1].float()                                          # (1, V)
-            if temperature == 0:
-                nxt = last.argmax(-1)                                             # (1,)
-            else:
-                nxt = torch.multinomial(next_token_probs(last, temperature, top_k, top_p), 1, generator=gen)[:, 0]
-            if int(nxt) == tok.end_id:
-                return
-            ids.append(int(nxt))
-            text = tok.decode(ids, skip_special=True)
-            if not text.endswith("\ufffd"):                                       # a byte-level BPE may be mid-character
-                yield text[len(shown):]
-                shown = text
-            logits, _ = model(nxt[:, None], caches=caches, last_only=True)        # (1, 1, V)
-
-
-class Chat:
-    """A conversation with an assistant: `send(text)` yields the reply piece by piece and records both turns;
-    `reset()` forgets them. The history is trimmed to leave `max_new_tokens` of the context for the reply."""
-
-    def __init__(self, model: GPT, tok: ChatTokenizer, system: str | None = None, max_new_tokens: int = 32, *,
-                 temperature: float = 0.0, top_k: int | None = None, top_p: float | None = None, seed: int | None = None):
-        check_int(max_new_tokens, "max_new_tokens", "Chat", maximum=model.config.block_size - 4)
-        self.model, self.tok, self.max_new_tokens = model, tok, max_new_tokens
-        self.system = [{"role": "system", "content": system}] if system else []
-        self.sampling = {"temperature": temperature, "top_k": top_k, "top_p": top_p}
-        self.seed, self.turns = seed, 0
-        self.budget = model.config.block_size - max_new_tokens
-        self.reset()
-
-    def reset(self):
-        "Forget the conversation (the system message stays)."
-        self.history = []
-
-    def send(self, text: str):
-        "Add the user's `text` to the history and yield the assistant's reply piece by piece; the whole reply joins the history."
-        msgs = trim_history(self.tok, self.system + self.history + [{"role": "user", "content": text}], self.budget)
-        prompt = self.tok.encode_chat(msgs)                                    # raises for an unknown character
-        seed = None if self.seed is None else self.seed + self.turns
-        pieces = []
-        for piece in stream_reply(self.model, self.tok, prompt, self.max_new_tokens, seed=seed, **self.sampling):
-            pieces.append(piece)
-            yield piece
-        self.turns += 1
-        self.history = msgs[len(self.system):] + [{"role": "assistant", "content": "".join(pieces)}]
-
-
-def chat_loop(chat: Chat, lines, out=None, err=None, prefix: str = "") -> int:
-    """Run a conversation over `lines` (one user turn each): the replies stream to `out`, `/reset` clears
-    the history, `/exit` (or the end of `lines`) leaves. A turn that fails (an unknown character, a message
-    longer than the context) prints one line to `err` and the conversation goes on. Returns 0."""
-    out, err = out or sys.stdout, err or sys.stderr
-    for line in lines:
-        text = line.strip()
-        if not text:
-            continue
-        if text == "/exit":
-            break
-        if text == "/reset":
-            chat.reset()
-            print("(history cleared)", file=err, flush=True)
-            continue
-        try:
-            out.write(prefix)
-            for piece in chat.send(text):
-                out.write(piece)
-                out.flush()
-            out.write("\n")
-            out.flush()
-        except ValueError as e:
-            out.write("\n") if prefix else None
-            print(f"chat: {str(e).splitlines()[0]}", file=err, flush=True)
-    return 0
-
-# %% ../nbs/13_assistant.ipynb #bfa680f4
-def _input_lines():
-    "User turns from standard input: a prompt and line editing on a terminal, one turn per line from a pipe."
-    if sys.stdin.isatty():
-        while True:
-            try:
-                yield input("you> ")
-            except EOFError:                                                       # Ctrl-D
-                print(file=sys.stderr)
-                return
-    else:
-        for line in sys.stdin:
-            yield line.rstrip("\n")
-
-
-class ChatCommand:
-    """`transformer-lit chat`, a subcommand that chapter 11's CLI finds through the entry-point group
-    `transformer_lit.commands`. Its protocol: `name`, `help`, `add_arguments(parser)` and `run(args) -> int`
-    (the exit status; a `ValueError` or `OSError` is the user's mistake, one line and exit status 2)."""
-    name = "chat"
-    help = ("chat with an assistant checkpoint written by save_assistant (chapter 13): one turn per line, "
-            "/reset clears the history, /exit or Ctrl-D leaves; from a pipe, one reply per line on stdout")
-
-    def add_arguments(self, p: argparse.ArgumentParser) -> argparse.ArgumentParser:
-        "Add the options of `chat` to `p` (the subcommand's parser, which the CLI makes)."
-        from transformer_lit.cli import nonnegative_int, nonnegative_float, positive_int, probability
-        p.add_argument("--ckpt", type=Path, required=True, help="assistant checkpoint directory (or a run directory)")
-        p.add_argument("--temperature", type=nonnegative_float, default=0.0, help="sampling temperature; 0 = greedy")
-        p.add_argument("--top-k", type=positive_int, default=None, help="sample among the k most likely tokens only")
-        p.add_argument("--top-p", type=probability, default=None, help="nucleus sampling: smallest set with this much probability")
-        p.add_argument("--max-new-tokens", type=positive_int, default=32, help="longest reply, in tokens")
-        p.add_argument("--system", default=None, help="system message that starts the conversation")
-        p.add_argument("--seed", type=nonnegative_int, default=None, help="random seed, for reproducible replies")
-        p.add_argument("--device", default="cpu", help="'cpu', 'cuda' or 'mps'")
-        return p
-
-    def run(self, args) -> int:
-        "The `chat` subcommand: load the checkpoint and talk over standard input; returns the exit status."
-        if not args.ckpt.is_dir():
-            raise FileNotFoundError(f"--ckpt: no such directory: {str(args.ckpt)!r}")
-        from transformer_lit.cli import _device
-        model, tok = load_assistant(args.ckpt, _device(args.device))
-        if args.max_new_tokens > model.config.block_size - 4:
-            raise ValueError(f"--max-new-tokens: {args.max_new_tokens} leaves no room for the conversation in the "
-                             f"model's context of {model.config.block_size} tokens")
-        chat = Chat(model, tok, args.system, args.max_new_tokens, temperature=args.temperature, top_k=args.top_k,
-                    top_p=args.top_p, seed=args.seed)
-        if args.system:
-            trim_history(tok, chat.system + [{"role": "user", "content": ""}], chat.budget)   # fails early if too long
-        return chat_loop(chat, _input_lines(), prefix="assistant> " if sys.stdin.isatty() else "")
-
-
-chat_command = ChatCommand()
-
-
-def main(argv: list[str] | None = None) -> int:
-    """`python -m transformer_lit.assistant chat ...`: the chat command on its own, with the CLI's exit
-    statuses (0; 2 and one line for a mistake; 130 when interrupted), for use before the plug-in is installed."""
-    from transformer_lit.cli import _first_line, _Parser
-    parser = _Parser(prog="transformer-lit")
-    sub = parser.add_subparsers(dest="command", required=True)
-    chat_command.add_arguments(sub.add_parser(chat_command.name, help=chat_command.help, description=chat_command.help,
-                                              formatter_class=argparse.ArgumentDefaultsHelpFormatter))
-    args = parser.parse_args(argv)
-    try:
-        return chat_command.run(args)
-    except (ValueError, OSError) as e:
-        print(f"transformer-lit chat: error: {_first_line(e)}", file=sys.stderr)
-        return 2
-    except KeyboardInterrupt:
-        print("transformer-lit: interrupted", file=sys.stderr)
-        return 130
-
-# %% ../nbs/13_assistant.ipynb #227242a9
-if __name__ == "__main__" and "__file__" in globals():                       # `python -m transformer_lit.assistant`
-    sys.exit(main())
