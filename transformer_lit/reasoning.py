@@ -207,10 +207,19 @@ def accuracy(problems: list[dict], texts: list[str]) -> float:
 @torch.no_grad()
 def answer_with_budget(model: GPT, tok, problems: list[dict], budget: int, max_answer: int = 3) -> list[str]:
     """Greedy answers whose reasoning may use at most `budget` tokens: the model reasons after `[` for up to
-    `budget` tokens; a reasoning that has not closed by then is closed for it with `]`, and the answer follows."""
+    `budget` tokens; a reasoning that has not closed by then keeps its complete steps (a step cut in the middle is
+    dropped), is closed for it with `]`, and the model writes the answer."""
     check_int(budget, "budget", "answer_with_budget", minimum=0)
     heads = [t for [t] in sample_answers(model, tok, problems, prefix="[", temperature=0, max_new_tokens=budget)]
-    forced = [h[:h.index("]") + 1] if "]" in h else h.rstrip("\n") + "]" for h in heads]
+    forced = []
+    for h in heads:
+        if "]" in h:
+            forced.append(h[:h.index("]") + 1])
+            continue
+        lines = h[1:].rstrip("\n").split(",")
+        if not _STEP.fullmatch(lines[-1]):
+            lines = lines[:-1]                                                      # the step the budget cut
+        forced.append("[" + ",".join(lines) + "]")
     tails = sample_answers(model, tok, [{**p, "prompt": p["prompt"] + f} for p, f in zip(problems, forced)],
                            temperature=0, max_new_tokens=max_answer)
     return [f + t for f, [t] in zip(forced, tails)]
