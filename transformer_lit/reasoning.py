@@ -208,7 +208,8 @@ def accuracy(problems: list[dict], texts: list[str]) -> float:
 def answer_with_budget(model: GPT, tok, problems: list[dict], budget: int, max_answer: int = 3) -> list[str]:
     """Greedy answers whose reasoning may use at most `budget` tokens: the model reasons after `[` for up to
     `budget` tokens; a reasoning that has not closed by then keeps its complete steps (a step cut in the middle is
-    dropped), is closed for it with `]`, and the model writes the answer."""
+    dropped), is closed for it with `]`, and the model writes the answer, read as the digits right after `]` (a
+    model that never saw a reasoning cut short may go on writing a step instead; its leading digits count)."""
     check_int(budget, "budget", "answer_with_budget", minimum=0)
     heads = [t for [t] in sample_answers(model, tok, problems, prefix="[", temperature=0, max_new_tokens=budget)]
     forced = []
@@ -222,7 +223,7 @@ def answer_with_budget(model: GPT, tok, problems: list[dict], budget: int, max_a
         forced.append("[" + ",".join(lines) + "]")
     tails = sample_answers(model, tok, [{**p, "prompt": p["prompt"] + f} for p, f in zip(problems, forced)],
                            temperature=0, max_new_tokens=max_answer)
-    return [f + t for f, [t] in zip(forced, tails)]
+    return [f + re.match(r"\d*", t).group(0) + "\n" for f, [t] in zip(forced, tails)]
 
 # %% ../nbs/15_reasoning.ipynb #08026c52
 def run_grpo(model: GPT, tok, train: list[dict], test: list[dict], steps: int, *, reward=None, ref: GPT | None = None,
