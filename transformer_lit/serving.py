@@ -49,6 +49,35 @@ def measure_matmul(tokens, d_in: int = 768, d_out: int = 3072, repeats: int = 5)
                     "gflops": 2 * n * d_in * d_out / s / 1e9})
     return out
 
+@torch.no_grad()
+def measure_bandwidth(megabytes: int = 64, repeats: int = 5) -> float:
+    "Memory bandwidth in GB/s: a float32 copy of `megabytes` (read once, written once), median of `repeats`."
+    x = torch.empty(check_int(megabytes, "megabytes", "measure_bandwidth") * (1 << 20) // 4)
+    y = torch.empty_like(x)
+    times = []
+    for _ in range(check_int(repeats, "repeats", "measure_bandwidth") + 1):
+        t0 = time.perf_counter()
+        y.copy_(x)
+        times.append(time.perf_counter() - t0)
+    return 2 * x.nbytes / sorted(times[1:])[repeats // 2] / 1e9
+
+
+def plot_roofline(points: list[dict], bandwidth: float, ax=None):
+    "Measured GFLOP/s of `measure_matmul` against arithmetic intensity, with the memory roof `bandwidth * I` and the best measured rate."
+    import matplotlib.pyplot as plt
+    ax = ax or plt.subplots(figsize=(6, 3.6))[1]
+    I = [p["intensity"] for p in points]
+    peak = max(p["gflops"] for p in points)
+    xs = torch.logspace(math.log10(min(I) / 2), math.log10(max(I) * 2), 100).tolist()
+    ax.plot(xs, [min(peak, bandwidth * x) for x in xs], "k--", lw=1, label=f"roof: min({peak:.0f}, {bandwidth:.0f} GB/s x I)")
+    ax.plot(I, [p["gflops"] for p in points], "o-", label="measured x @ W")
+    for p in points:
+        ax.annotate(str(p["tokens"]), (p["intensity"], p["gflops"]), textcoords="offset points", xytext=(4, -10), fontsize=7)
+    ax.set(xscale="log", yscale="log", xlabel="arithmetic intensity (FLOP per byte)", ylabel="GFLOP/s",
+           title="tokens per product (labels): decode = 1, a batch of B decodes = B")
+    ax.legend(fontsize=8)
+    return ax
+
 @dataclass
 class SamplingParams(JsonConfig):
     """How one request is decoded: `temperature` 0 is greedy; `top_k`, `top_p` filter as in chapter 10's
@@ -298,6 +327,53 @@ class PagedKVCache(KVCache):
         pool.v[b.write_slots] = v.transpose(1, 2)[b.write]
         self.offset += k.shape[2]
         return pool.k[b.read_slots].transpose(1, 2), pool.v[b.read_slots].transpose(1, 2)   # (B, nh, T_k, hs)
+
+def paged_attention(q: Tensor, pool: PagedKVPool, batch: PagedBatch, scale: float | None = None) -> Tensor:
+    """Attention of the queries `q (B, nh, T, hs)` of a batch to the keys and values its rows have in `pool`
+    (after `PagedKVCache.update` wrote the new ones): gather each row's positions from the pages, then
+    PyTorch's SDPA with `batch.attention_mask()`. Grouped-query heads (`nh` a multiple of the pool's) share."""
+    k = pool.k[batch.read_slots].transpose(1, 2)                                 # (B, nkv, T_k, hs): the gather
+    v = pool.v[batch.read_slots].transpose(1, 2)
+    return F.scaled_dot_product_attention(q, k, v, attn_mask=batch.attention_mask(), scale=scale,
+                                          enable_gqa=k.shape[1] != q.shape[1])   # (B, nh, T, hs)
+
+@torch.no_grad()
+def kv_bytes_per_token(model: GPT) -> int:
+    """Bytes one token occupies in `model`'s KV cache, all layers together, found by running one token through
+    the model with caches that record what each layer stores (keys and values, or MLA's latents)."""
+    class Recorder(KVCache):
+        def update(self, k, v):
+            self.nbytes = (k.nelement() + v.nelement()) * k.element_size()
+            return super().update(k, v)
+    caches = [Recorder() for _ in model.blocks]
+    was = model.training
+    model.eval()
+    model(torch.zeros(1, 1, dtype=torch.long, device=model.lm_head.weight.device), caches=caches)
+    model.train(was)
+    return sum(c.nbytes for c in caches)
+
+
+def capacity(budget_bytes: int, bytes_per_token: int, lengths, max_len: int, block_size: int) -> dict:
+    """How many of the requests of final lengths `lengths` (taken in order) fit at once in `budget_bytes` of
+    KV cache: `preallocated` reserves `max_len` positions per request, `paged` whole blocks of `block_size`
+    for what each request uses. With the share of the reserved memory that holds no token (`*_waste`)."""
+    where = "capacity"
+    for v, name in ((budget_bytes, "budget_bytes"), (bytes_per_token, "bytes_per_token"), (max_len, "max_len"),
+                    (block_size, "block_size")):
+        check_int(v, name, where)
+    lengths = [check_int(L, "lengths", where, maximum=max_len) for L in lengths]
+    slots = budget_bytes // bytes_per_token                                      # token positions in the budget
+    n_pre = min(len(lengths), slots // max_len)
+    used = n_paged = 0
+    for L in lengths:
+        need = math.ceil(L / block_size) * block_size
+        if used + need > slots:
+            break
+        used, n_paged = used + need, n_paged + 1
+    tokens_pre, tokens_paged = sum(lengths[:n_pre]), sum(lengths[:n_paged])
+    return {"preallocated": n_pre, "paged": n_paged,
+            "preallocated_waste": 1 - tokens_pre / max(n_pre * max_len, 1),
+            "paged_waste": 1 - tokens_paged / max(used, 1)}
 
 @dataclass
 class EngineConfig(JsonConfig):
@@ -1049,3 +1125,70 @@ def main(argv: list[str] | None = None) -> int:
 if __name__ == "__main__" and "__file__" in globals():                       # `python -m transformer_lit.server`
     import sys
     sys.exit(main())
+
+def request_metrics(seqs: list[Sequence], start: float | None = None) -> dict:
+    """Throughput (output tokens per second, from `start` or the first arrival to the last token), and the
+    median and 99th percentile of the time to first token (TTFT) and of the time per output token after it
+    (TPOT), in seconds, of finished `seqs`."""
+    t0 = min(s.arrival for s in seqs) if start is None else start
+    end = max(s.token_times[-1] for s in seqs)
+    ttft = torch.tensor([s.token_times[0] - s.arrival for s in seqs], dtype=torch.float64)
+    tpot = torch.tensor([(s.token_times[-1] - s.token_times[0]) / (len(s.token_times) - 1)
+                         for s in seqs if len(s.token_times) > 1] or [0.0], dtype=torch.float64)
+    q = lambda x, p: float(torch.quantile(x, p))
+    return {"requests": len(seqs), "tokens": sum(len(s.output) for s in seqs),
+            "throughput": sum(len(s.output) for s in seqs) / (end - t0),
+            "ttft_p50": q(ttft, 0.5), "ttft_p99": q(ttft, 0.99), "tpot_p50": q(tpot, 0.5), "tpot_p99": q(tpot, 0.99)}
+
+def plot_timeline(history, ax=None, max_steps: int | None = None):
+    "Which request runs at each step of `LLMEngine.history`, and how: a prefill chunk (light, its token count) or a decode (dark)."
+    import matplotlib.pyplot as plt
+    hist = list(history)[:max_steps]
+    ids = sorted({r for h in hist for r, _, _ in h["rows"]}, key=str)
+    row = {r: i for i, r in enumerate(ids)}
+    ax = ax or plt.subplots(figsize=(9, 0.25 * len(ids) + 1.2))[1]
+    for step, h in enumerate(hist):
+        for r, n, kind in h["rows"]:
+            ax.add_patch(plt.Rectangle((step, row[r] - 0.4), 1, 0.8, color="C1" if kind == "prefill" else "C0",
+                                       alpha=0.45 if kind == "prefill" else 0.9, lw=0))
+            if kind == "prefill" and len(hist) <= 80:
+                ax.text(step + 0.5, row[r], str(n), ha="center", va="center", fontsize=6)
+    ax.set(xlim=(0, len(hist)), ylim=(-0.6, len(ids) - 0.4), xlabel="engine step", ylabel="request")
+    ax.set_yticks(range(len(ids)), [str(r) for r in ids], fontsize=7)
+    ax.invert_yaxis()
+    ax.legend(handles=[plt.Rectangle((0, 0), 1, 1, color="C1", alpha=0.45), plt.Rectangle((0, 0), 1, 1, color="C0")],
+              labels=["prefill (tokens)", "decode"], fontsize=8, loc="lower right")
+    return ax
+
+
+def plot_block_tables(history, num_blocks: int, ax=None):
+    "The cache's blocks (columns) at each step (rows) of a traced `LLMEngine.history`, coloured by the request that owns them; white is free."
+    import matplotlib.pyplot as plt
+    import numpy as np
+    hist = [h for h in history if "tables" in h]
+    owner = np.full((len(hist), num_blocks), np.nan)
+    ids = sorted({r for h in hist for r in h["tables"]}, key=str)
+    for t, h in enumerate(hist):
+        for r, table in h["tables"].items():
+            owner[t, table] = ids.index(r)
+    ax = ax or plt.subplots(figsize=(9, 3.2))[1]
+    ax.imshow(np.ma.masked_invalid(owner), aspect="auto", cmap="tab20", interpolation="nearest", vmin=0, vmax=19)
+    ax.set(xlabel="block of the paged cache", ylabel="engine step", title="who owns each block (white: free)")
+    return ax
+
+
+def plot_load(results: dict[str, list[dict]], axes=None):
+    "Throughput, p99 time to first token and p99 time per output token against concurrent requests, one line per name of `results` (lists of `request_metrics` with a `concurrency`)."
+    import matplotlib.pyplot as plt
+    axes = axes if axes is not None else plt.subplots(1, 3, figsize=(11, 3.2))[1]
+    for name, rows in results.items():
+        c = [r["concurrency"] for r in rows]
+        axes[0].plot(c, [r["throughput"] for r in rows], "o-", label=name)
+        axes[1].plot(c, [1e3 * r["ttft_p99"] for r in rows], "o-", label=name)
+        axes[2].plot(c, [1e3 * r["tpot_p99"] for r in rows], "o-", label=name)
+    for ax, y in zip(axes, ["output tokens / s", "p99 time to first token (ms)", "p99 time per output token (ms)"]):
+        ax.set(xscale="log", xlabel="concurrent requests", ylabel=y)
+        ax.set_xticks(c, [str(v) for v in c])
+    axes[0].legend(fontsize=8)
+    plt.tight_layout()
+    return axes
