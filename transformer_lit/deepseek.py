@@ -9,7 +9,7 @@ import math
 import os
 import random
 import re
-from dataclasses import dataclass, fields
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -18,9 +18,10 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from .assistant import clipped_surrogate, token_logprobs
-from .attention import check_choice, check_float, check_int, check_tensor, scaled_dot_product_attention
-from .gpt import GPT, PreallocatedKVCache, generate
-from .llama import RMSNorm, ScaledRotaryEmbedding, SwiGLU, check_rope_scaling, _hf_rope, _read_folder
+from .attention import (JsonConfig, check_choice, check_float, check_int, check_tensor,
+                                       scaled_dot_product_attention)
+from .gpt import GPT, PreallocatedKVCache, check_token_ids, generate, read_hf_folder, sample_next
+from .llama import RMSNorm, ScaledRotaryEmbedding, SwiGLU, check_rope_scaling, hf_name, hf_rope
 from .multi_head import KVCache
 from .positional import rope_rotate
 
@@ -43,7 +44,7 @@ def yarn_mscale(factor: float, mscale: float = 1.0) -> float:
 
 
 @dataclass
-class DeepSeekConfig:
+class DeepSeekConfig(JsonConfig):
     """Shape and choices of a `DeepSeek` model (DeepSeek-V2/V3's decoder, tiny by default): multi-head latent
     attention in every block, a SwiGLU in the first `first_k_dense` blocks and a DeepSeekMoE layer in the
     others (none when `n_routed_experts` is 0), and `mtp_depth` multi-token-prediction modules."""
@@ -125,15 +126,6 @@ class DeepSeekConfig:
             scale *= yarn_mscale(float(s["factor"]), float(s["mscale_all_dim"])) ** 2
         return scale
 
-    @classmethod
-    def from_dict(cls, d: dict) -> "DeepSeekConfig":
-        "Inverse of `dataclasses.asdict`; unknown keys are an error, not silently dropped."
-        if not isinstance(d, dict):
-            raise TypeError(f"DeepSeekConfig.from_dict: expected a dict, got {type(d).__name__}")
-        unknown = sorted(set(d) - {f.name for f in fields(cls)})
-        if unknown:
-            raise ValueError(f"DeepSeekConfig.from_dict: unknown field(s) {unknown}")
-        return cls(**d)
 
 # %% ../nbs/14_deepseek.ipynb #f645a6ec
 class MultiHeadLatentAttention(nn.Module):
@@ -175,9 +167,13 @@ class MultiHeadLatentAttention(nn.Module):
         q = q.view(B, T, self.n_head, self.dn + self.dr).transpose(1, 2)           # (B, nh, T, d_h + d_h^R)
         return q.split([self.dn, self.dr], dim=-1)
 
-    def forward(self, x: Tensor, *, is_causal: bool = True, need_weights: bool = False,
+    def forward(self, x: Tensor, *, is_causal: bool = True, attn_mask: Tensor | None = None,
+                positions: Tensor | None = None, need_weights: bool = False,
                 cache: KVCache | None = None) -> tuple[Tensor, Tensor | None]:
-        "Multi-head latent attention on `x` `(B, T, C)` (causal by default): the plain form for a prefill, the absorbed form when decoding with a cache. Returns the output `(B, T, C)` and, with `need_weights`, the weights (else None)."
+        """Multi-head latent attention on `x` `(B, T, C)` (causal by default): the plain form for a prefill, the
+        absorbed form when decoding with a cache. `positions` `(B, T)`: each token's own position for RoPE
+        (default: the cached length plus `0 .. T-1`); `attn_mask` `(B, 1, T, T_k)` (True = may attend) replaces
+        the causal mask. Returns the output `(B, T, C)` and, with `need_weights`, the weights (else None)."""
         if not isinstance(x, Tensor) or x.ndim != 3 or x.shape[-1] != self.C:
             got = tuple(x.shape) if isinstance(x, Tensor) else type(x).__name__
             raise ValueError(f"MultiHeadLatentAttention: x must have shape (B, T, n_embd={self.C}), got {got}")
@@ -186,14 +182,16 @@ class MultiHeadLatentAttention(nn.Module):
         q_nope, q_pe = self.queries(x)                                              # (B, nh, T, dn), (B, nh, T, dr)
         c_kv, k_pe = self.kv_a_proj_with_mqa(x).split([r, dr], dim=-1)             # (B, T, r), (B, T, dr)
         c_kv = self.kv_a_layernorm(c_kv)[:, None]                                   # (B, 1, T, r): the latent
-        start = 0 if cache is None else cache.offset
-        cos, sin = self.rope.cos_sin(start, T, x.dtype)                             # (T, dr)
+        if positions is None:                                                       # after the cached ones
+            cos, sin = self.rope.cos_sin(0 if cache is None else cache.offset, T, x.dtype)   # (T, dr)
+        else:                                                                       # each row at its own positions
+            cos, sin = (t[:, None] for t in self.rope.cos_sin_at(positions, x.dtype))       # (B, 1, T, dr)
         q_pe, k_pe = rope_rotate(q_pe, cos, sin), rope_rotate(k_pe[:, None], cos, sin)   # k_pe: (B, 1, T, dr)
         if cache is not None:
             c_kv, k_pe = cache.update(c_kv, k_pe)                                   # (B, 1, T_k, r), (B, 1, T_k, dr)
         T_k = c_kv.shape[2]
-        mask = None
-        if is_causal and (need_weights or T != T_k):                                # queries: the last T positions
+        mask = attn_mask                                                            # (B, 1, T, T_k) or None
+        if mask is None and is_causal and (need_weights or T != T_k):               # queries: the last T positions
             mask = torch.ones(T, T_k, dtype=torch.bool, device=x.device).tril(T_k - T)
         p = self.dropout if self.training else 0.0
         W_kb = self.kv_b_proj.weight.unflatten(0, (nh, dn + dv))                    # (nh, dn + dv, r)
@@ -216,7 +214,8 @@ class MultiHeadLatentAttention(nn.Module):
             if is_causal and T > 1 and mask is None:
                 mask = torch.ones(T, T_k, dtype=torch.bool, device=x.device).tril(T_k - T)
             out = F.scaled_dot_product_attention(q.reshape(B, 1, nh * T, r + dr), k, v, dropout_p=p, scale=self.scale,
-                                                 attn_mask=None if mask is None else mask.repeat(nh, 1)).view(B, nh, T, r)
+                                                 attn_mask=None if mask is None else mask.repeat(*[1] * (mask.ndim - 2), nh, 1),
+                                                 ).view(B, nh, T, r)
         else:
             out = F.scaled_dot_product_attention(q, k, v, attn_mask=mask, dropout_p=p, scale=self.scale,
                                                  is_causal=is_causal and mask is None)
@@ -412,50 +411,40 @@ class DeepSeekBlock(nn.Module):
         self.dropout = nn.Dropout(c.dropout)
         self.attn_weights: Tensor | None = None
 
-    def forward(self, x: Tensor, *, is_causal: bool = True, need_weights: bool = False,
-                cache: KVCache | None = None) -> Tensor:
+    def forward(self, x: Tensor, *, is_causal: bool = True, attn_mask: Tensor | None = None,
+                positions: Tensor | None = None, need_weights: bool = False, cache: KVCache | None = None) -> Tensor:
         "One pre-norm block on `x` `(B, T, C)`: RMSNorm, latent attention, residual; RMSNorm, dense MLP or MoE, residual."
-        a, self.attn_weights = self.self_attn(self.norm1(x), is_causal=is_causal, need_weights=need_weights, cache=cache)
+        a, self.attn_weights = self.self_attn(self.norm1(x), is_causal=is_causal, attn_mask=attn_mask,
+                                              positions=positions, need_weights=need_weights, cache=cache)
         x = x + self.dropout(a)                                                     # (B, T, C)
         return x + self.dropout(self.ff(self.norm2(x)))
 
 
-class _FinalNorm(RMSNorm):
-    "The final RMSNorm, keeping its input (the last block's output) in `hidden` for the MTP modules."
-
-    def forward(self, x: Tensor) -> Tensor:
-        self.hidden = x
-        return super().forward(x)
 
 # %% ../nbs/14_deepseek.ipynb #c76ccbe0
 class DeepSeek(GPT):
     """A DeepSeek-V2/V3-style decoder: multi-head latent attention, dense then DeepSeekMoE blocks, RMSNorm,
     RoPE (optionally YaRN-scaled), and `mtp_depth` multi-token-prediction modules.
 
-    A subclass of chapter 10's `GPT`, so `generate`, `new_caches` (here `LatentCache`s of latents) and chapter 8's
+    A subclass of chapter 10's `GPT` that builds other layers (`build_layers`), so `trunk`, `generate`, `new_caches` (here `LatentCache`s of latents) and chapter 8's
     `Trainer` work unchanged. In training mode with `targets`, the loss is the next-token cross-entropy plus
     the MoE balance losses and `mtp_loss_weight` times the mean MTP loss; in eval mode it is the next-token
     cross-entropy alone, so validation losses compare across models. After a forward pass with targets in
     training mode, `last_losses` holds the parts."""
+    config_class = DeepSeekConfig                                                   # for tools that build from a dict
 
     def __init__(self, config: DeepSeekConfig):
-        nn.Module.__init__(self)                                                    # not GPT's: other parts
-        if not isinstance(config, DeepSeekConfig):
-            raise TypeError(f"DeepSeek: config must be a DeepSeekConfig, got {type(config).__name__}")
-        self.config = c = config
-        self.tok_emb = nn.Embedding(c.vocab_size, c.n_embd)                         # HF: embed_tokens
-        self.pos_enc = None                                                         # positions: RoPE, in attention
-        self.drop = nn.Dropout(c.dropout)
-        rope = ScaledRotaryEmbedding(c.qk_rope_head_dim, c.block_size, c.rope_base, c.rope_scaling)
-        self.blocks = nn.ModuleList([DeepSeekBlock(c, rope, moe=c.n_routed_experts > 0 and i >= c.first_k_dense)
-                                     for i in range(c.n_layer)])
-        self.ln_f = _FinalNorm(c.n_embd, c.norm_eps)                               # HF: norm
-        self.lm_head = nn.Linear(c.n_embd, c.vocab_size, bias=False)
-        if c.tie_weights:
-            self.lm_head.weight = self.tok_emb.weight
-        self.mtp = nn.ModuleList([MTPModule(c, rope) for _ in range(c.mtp_depth)])
+        super().__init__(config)                                                    # GPT's: build_layers, then the head
         self.last_losses: dict[str, float] = {}
-        self.reset_parameters()
+
+    def build_layers(self, c: DeepSeekConfig) -> tuple[None, nn.ModuleList, RMSNorm]:
+        """No position table (RoPE acts in attention, one module shared by all blocks), dense then MoE blocks,
+        an RMSNorm; and the `mtp_depth` MTP modules (`self.mtp`), which share the embedding and the head."""
+        rope = ScaledRotaryEmbedding(c.qk_rope_head_dim, c.block_size, c.rope_base, c.rope_scaling)
+        blocks = nn.ModuleList([DeepSeekBlock(c, rope, moe=c.n_routed_experts > 0 and i >= c.first_k_dense)
+                                for i in range(c.n_layer)])
+        self.mtp = nn.ModuleList([MTPModule(c, rope) for _ in range(c.mtp_depth)])
+        return None, blocks, RMSNorm(c.n_embd, c.norm_eps)                          # HF: norm
 
     def residual_projections(self) -> list[nn.Linear]:
         "The layers that write into the residual stream: each W^O, and the down projections of dense and shared experts."
@@ -497,9 +486,13 @@ class DeepSeek(GPT):
         return out
 
     def forward(self, idx: Tensor, targets: Tensor | None = None, *, caches: list[KVCache] | None = None,
-                last_only: bool = False, need_weights: bool = False) -> tuple[Tensor, Tensor | None]:
+                positions: Tensor | None = None, attn_mask: Tensor | None = None, last_only: bool = False,
+                need_weights: bool = False) -> tuple[Tensor, Tensor | None]:
         "As `GPT.forward`: logits `(B, T, V)` and the loss against `targets`; while training, the loss also holds the MoE balance loss and the MTP losses, when the model has them."
-        logits, loss = super().forward(idx, targets, caches=caches, last_only=last_only, need_weights=need_weights)
+        self.check_inputs(idx, targets, caches, positions, attn_mask)
+        h = self.trunk(idx, caches=caches, positions=positions, attn_mask=attn_mask, need_weights=need_weights,
+                       final_norm=False)                                           # (B, T, C): the MTP modules read it
+        logits, loss = self.head(self.ln_f(h), targets, last_only)
         if loss is None or not self.training:
             return logits, loss
         parts = {"next_token": loss}
@@ -508,7 +501,7 @@ class DeepSeek(GPT):
             parts["balance"] = torch.stack(aux).sum()
         if self.mtp and idx.shape[1] > len(self.mtp):
             mtp = [F.cross_entropy(lg.flatten(0, 1), targets[:, k:].flatten())        # token i + k + 1
-                   for k, lg in enumerate(self.mtp_logits(idx, self.ln_f.hidden), start=1)]
+                   for k, lg in enumerate(self.mtp_logits(idx, h), start=1)]
             parts["mtp"] = torch.stack(mtp).mean()
         self.last_losses = {k: v.item() for k, v in parts.items()}
         total = loss + parts.get("balance", 0.0) + self.config.mtp_loss_weight * parts.get("mtp", 0.0)
@@ -546,7 +539,7 @@ def deepseek_config_from_hf(config, block_size: int | None = None) -> DeepSeekCo
         problems.append(f"num_key_value_heads={d['num_key_value_heads']} (MLA has one latent; must equal num_attention_heads)")
     if problems:
         raise ValueError(f"{where}: deepseek_v3 options not supported: " + "; ".join(problems))
-    base, scaling = _hf_rope(d, where)
+    base, scaling = hf_rope(d, where)
     return DeepSeekConfig(
         vocab_size=d["vocab_size"], block_size=block_size or d["max_position_embeddings"], n_layer=d["num_hidden_layers"],
         n_head=d["num_attention_heads"], n_embd=d["hidden_size"], q_lora_rank=d.get("q_lora_rank"),
@@ -559,16 +552,6 @@ def deepseek_config_from_hf(config, block_size: int | None = None) -> DeepSeekCo
         norm_topk_prob=bool(d.get("norm_topk_prob", True)), scoring="sigmoid", balancing="none",
         rope_base=base, rope_scaling=scaling, norm_eps=d.get("rms_norm_eps", 1e-6),
         tie_weights=bool(d.get("tie_word_embeddings", False)), dropout=float(d.get("attention_dropout", 0.0)))
-
-
-def _hf_deepseek_name(ours: str) -> str:
-    "Our parameter name -> its name in a `transformers` `DeepseekV3ForCausalLM` state dict."
-    for a, b in (("tok_emb.", "model.embed_tokens."), ("blocks.", "model.layers."), ("ln_f.", "model.norm.")):
-        if ours.startswith(a):
-            ours = b + ours[len(a):]
-    for a, b in ((".norm1.", ".input_layernorm."), (".norm2.", ".post_attention_layernorm."), (".ff.", ".mlp.")):
-        ours = ours.replace(a, b)
-    return ours
 
 
 def _deinterleave(w: Tensor, n_heads: int, head: int, rope: int) -> Tensor:
@@ -603,7 +586,7 @@ def load_deepseek_hf_state_dict(model: DeepSeek, state_dict: dict[str, Tensor], 
     for name, p in own.items():
         if name.startswith("mtp."):
             continue                                                                # transformers has no MTP weights
-        key = _hf_deepseek_name(name)
+        key = hf_name(name)                                                         # chapter 12's names
         if key not in state_dict:
             if name == "lm_head.weight" and c.tie_weights:
                 continue
@@ -623,7 +606,7 @@ def deepseek_from_hf(source, block_size: int | None = None) -> DeepSeek:
     """A `DeepSeek` (eval mode) with the configuration and weights of `source`: a `transformers`
     `DeepseekV3ForCausalLM` or a folder written by its `save_pretrained` (safetensors, possibly sharded)."""
     if isinstance(source, (str, os.PathLike)):
-        d, sd = _read_folder(Path(source), "deepseek_from_hf")
+        d, sd = read_hf_folder(source, "deepseek_from_hf")
     elif hasattr(source, "config") and hasattr(source, "state_dict"):
         d, sd = source.config.to_dict(), source.state_dict()
     else:
@@ -665,7 +648,8 @@ def mtp_speculative_generate(model: DeepSeek, idx, max_new_tokens: int) -> tuple
         raise TypeError(f"{where}: model must be a DeepSeek with an MTP module (mtp_depth >= 1), got "
                         f"{type(model).__name__}{'' if not isinstance(model, DeepSeek) else ' with mtp_depth=0'}")
     check_int(max_new_tokens, "max_new_tokens", where)
-    idx = torch.as_tensor(idx, dtype=torch.long).flatten().to(model.lm_head.weight.device)
+    idx = check_tensor(torch.as_tensor(idx), "idx", where, ndim=1, floating=False)      # 1.5 is not token 1
+    idx = check_token_ids(idx, model.config.vocab_size, "the prompt idx", where).long().to(model.lm_head.weight.device)
     if len(idx) + max_new_tokens + 1 > model.config.block_size:
         raise ValueError(f"{where}: prompt ({len(idx)}) + max_new_tokens ({max_new_tokens}) + 1 must fit in "
                          f"block_size={model.config.block_size}")
@@ -674,23 +658,24 @@ def mtp_speculative_generate(model: DeepSeek, idx, max_new_tokens: int) -> tuple
     mtp = model.mtp[0]
     caches, mtp_cache = model.new_caches(), LatentCache(model.config.block_size)
     out = idx.tolist()
-    logits, _ = model(idx[None], caches=caches)                                     # prefill: (1, T, V)
-    h = model.ln_f.hidden                                                            # (1, T, C)
-    nxt = int(logits[0, -1].argmax())
+    h = model.trunk(idx[None], caches=caches, final_norm=False)                     # prefill: (1, T, C)
+    greedy = lambda logits: int(sample_next(logits, temperature=0))                 # chapter 10's sampling step
+    nxt = greedy(model.head(model.ln_f(h), last_only=True)[0][:, -1])
     out.append(nxt)
     pending_h, pending_t = h[:, :-1], idx[1:]                                        # MTP inputs not yet cached
     pending_h, pending_t = torch.cat([pending_h, h[:, -1:]], 1), torch.cat([pending_t, idx.new_tensor([nxt])])
     drafted = accepted = passes = 0
     while len(out) - len(idx) < max_new_tokens:
         g = mtp(pending_h, model.tok_emb(pending_t[None]), cache=mtp_cache)         # (1, n, C)
-        draft = int(model.lm_head(mtp.norm(g[:, -1])).argmax())
-        verify, _ = model(torch.tensor([[nxt, draft]], device=idx.device), caches=caches)   # (1, 2, V)
-        h2, passes, drafted = model.ln_f.hidden, passes + 1, drafted + 1
-        true_next = int(verify[0, 0].argmax())
+        draft = greedy(model.lm_head(mtp.norm(g[:, -1])))
+        h2 = model.trunk(torch.tensor([[nxt, draft]], device=idx.device), caches=caches, final_norm=False)  # (1, 2, C)
+        verify, _ = model.head(model.ln_f(h2))                                      # (1, 2, V)
+        passes, drafted = passes + 1, drafted + 1
+        true_next = greedy(verify[:, 0])
         out.append(true_next)
         if true_next == draft and len(out) - len(idx) < max_new_tokens:              # accepted: one token for free
             accepted += 1
-            nxt = int(verify[0, 1].argmax())
+            nxt = greedy(verify[:, 1])
             out.append(nxt)
             pending_h, pending_t = h2, torch.tensor([draft, nxt], device=idx.device)
         else:                                                                        # rejected: forget the draft

@@ -9,24 +9,28 @@ import json
 import math
 import numbers
 import os
+from collections.abc import Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass, fields
+from dataclasses import dataclass
 from pathlib import Path
 
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from .attention import check_choice, check_float, check_int, check_probability, check_tensor
+from .attention import (JsonConfig, check_choice, check_float, check_int, check_probability,
+                                       check_tensor)
 from .encoder import EncoderLayer, FeedForward
 from .multi_head import KVCache
 from .positional import build_position
 
+
 # %% auto #0
-__all__ = ['POSITIONS', 'ACTIVATIONS', 'GPT2FeedForward', 'GPTConfig', 'gpt_block', 'GPT', 'gpt_param_formula',
-           'next_token_probs', 'plot_next_token_probs', 'PreallocatedKVCache', 'decoding_layout', 'generate',
-           'perturb_', 'gpt_config_from_hf', 'hf_config_dict', 'load_hf_state_dict', 'hf_state_dict', 'gpt_from_hf',
-           'save_hf', 'gpt_to_hf']
+__all__ = ['POSITIONS', 'ACTIVATIONS', 'GPT2FeedForward', 'GPTConfig', 'GPTBlock', 'GPT', 'check_token_ids', 'gpt_param_formula',
+           'next_token_probs', 'sample_next', 'plot_next_token_probs', 'PreallocatedKVCache', 'decoding_layout',
+           'generate_stream', 'generate', 'perturb_', 'ragged_batch', 'ragged_error', 'gpt_config_from_hf',
+           'hf_config_dict', 'load_hf_state_dict', 'hf_state_dict', 'read_hf_folder', 'gpt_from_hf', 'save_hf',
+           'gpt_to_hf']
 
 # %% ../nbs/10_gpt.ipynb #a8527f33
 class GPT2FeedForward(FeedForward):
@@ -47,8 +51,9 @@ ACTIVATIONS = ("gelu_tanh", "gelu")
 
 
 @dataclass
-class GPTConfig:
-    """Shape and choices of a `GPT`. The defaults are GPT-2 small (124M parameters)."""
+class GPTConfig(JsonConfig):
+    """Shape and choices of a `GPT`. The defaults are GPT-2 small (124M parameters). `to_dict`/`from_dict`:
+    chapter 1's `JsonConfig`."""
     vocab_size: int = 50257
     block_size: int = 1024            # the longest context T the model reads
     n_layer: int = 12
@@ -77,47 +82,64 @@ class GPTConfig:
             if not isinstance(getattr(self, name), bool):
                 raise TypeError(f"GPTConfig: {name} must be a bool, got {getattr(self, name)!r}")
 
-    @classmethod
-    def from_dict(cls, d: dict) -> "GPTConfig":
-        "Inverse of `dataclasses.asdict`; unknown keys are an error, not silently dropped."
-        if not isinstance(d, dict):
-            raise TypeError(f"GPTConfig.from_dict: expected a dict, got {type(d).__name__}")
-        unknown = sorted(set(d) - {f.name for f in fields(cls)})
-        if unknown:
-            raise ValueError(f"GPTConfig.from_dict: unknown field(s) {unknown}; is this a GPT's configuration?")
-        return cls(**d)
 
 # %% ../nbs/10_gpt.ipynb #daa5e8d1
-def gpt_block(c: GPTConfig, position=None) -> EncoderLayer:
-    "One pre-norm block: chapter 5's `EncoderLayer(norm_first=True)` with the MLP of `c.activation`."
-    block = EncoderLayer(c.n_embd, c.n_head, c.d_ff, dropout=c.dropout, activation="gelu", norm_first=True,
+class GPTBlock(EncoderLayer):
+    """One pre-norm GPT block, `(B, T, C) -> (B, T, C)`: `x + attn(ln_1(x))`, then `x + mlp(ln_2(x))`.
+
+    Built from chapter 5's `EncoderLayer(norm_first=True)` (its attention is chapter 3's
+    `MultiHeadAttention`, with chapter 4's position hook if any), with GPT-2's MLP when `c.activation`
+    is "gelu_tanh". The forward is written here, so that a reader follows the model in one file: the
+    model checks its inputs once, at its boundary, and the block trusts them."""
+
+    def __init__(self, c: GPTConfig, position=None):
+        super().__init__(c.n_embd, c.n_head, c.d_ff, dropout=c.dropout, activation="gelu", norm_first=True,
                          layer_norm_eps=c.layer_norm_eps, bias=c.bias, position=position)
-    if c.activation == "gelu_tanh":
-        block.ff = GPT2FeedForward(c.n_embd, c.d_ff, bias=c.bias)
-    return block
+        if c.activation == "gelu_tanh":
+            self.ff = GPT2FeedForward(c.n_embd, c.d_ff, bias=c.bias)
+
+    def forward(self, x: Tensor, *, is_causal: bool = True, attn_mask: Tensor | None = None,
+                positions: Tensor | None = None, need_weights: bool = False, cache: KVCache | None = None) -> Tensor:
+        """The block on `x` `(B, T, C)`. `attn_mask` `(B, 1, T, T_k)` (True = may attend) replaces the causal
+        mask; `positions` is not needed here (learned positions are added to the embeddings, RoPE and ALiBi
+        depend only on distances, which a left-padded row keeps)."""
+        a, self.attn_weights = self.self_attn(self.norm1(x), attn_mask=attn_mask, is_causal=is_causal, cache=cache,
+                                              need_weights=need_weights, average_attn_weights=False)   # (B, T, C)
+        x = x + self.dropout1(a)
+        return x + self.dropout2(self.ff(self.norm2(x)))                       # (B, T, C)
+
 
 # %% ../nbs/10_gpt.ipynb #f5d79b12
 class GPT(nn.Module):
     """A decoder-only Transformer language model (GPT-2's architecture by default).
 
-    `forward(idx (B, T), targets (B, T) | None)` returns `(logits (B, T, V), loss | None)`: loss is the
-    mean cross-entropy of the logits against `targets` (the inputs shifted by one, chapter 8)."""
+    `trunk(idx (B, T))` is the model up to its last hidden states `(B, T, C)`: embeddings, blocks, final
+    norm. `forward(idx, targets | None)` returns `(logits (B, T, V), loss | None)`: `lm_head(trunk(idx))`
+    and the mean cross-entropy against `targets` (the inputs shifted by one, chapter 8). Subclasses
+    (chapter 12's `Llama`, chapter 14's `DeepSeek`) change `build_layers` and keep the rest."""
+    config_class = GPTConfig                                                   # for tools that build from a dict
 
     def __init__(self, config: GPTConfig):
         super().__init__()
-        if not isinstance(config, GPTConfig):
-            raise TypeError(f"GPT: config must be a GPTConfig, got {type(config).__name__}")
+        want = type(self).config_class
+        if not isinstance(config, want):
+            raise TypeError(f"{type(self).__name__}: config must be a {want.__name__}, got {type(config).__name__}")
         self.config = c = config
         self.tok_emb = nn.Embedding(c.vocab_size, c.n_embd)                    # W_E: GPT-2's wte
-        self.pos_enc, hook = build_position(c.position, d_model=c.n_embd, n_heads=c.n_head,
-                                            max_len=c.block_size, dropout=c.dropout, bidirectional=False)
-        self.drop = nn.Dropout(c.dropout) if self.pos_enc is None else nn.Identity()   # pos_enc has its own
-        self.blocks = nn.ModuleList([gpt_block(c, hook) for _ in range(c.n_layer)])
-        self.ln_f = nn.LayerNorm(c.n_embd, eps=c.layer_norm_eps, bias=c.bias)
+        self.pos_enc, self.blocks, self.ln_f = self.build_layers(c)
+        self.drop = nn.Dropout(c.dropout)
         self.lm_head = nn.Linear(c.n_embd, c.vocab_size, bias=False)
         if c.tie_weights:
             self.lm_head.weight = self.tok_emb.weight                          # one tensor, two roles
         self.reset_parameters()
+
+    def build_layers(self, c: GPTConfig) -> tuple[nn.Module | None, nn.ModuleList, nn.Module]:
+        """`(position table or None, blocks, final norm)` of this architecture: GPT-2's learned positions
+        (or a RoPE/ALiBi hook shared by the blocks), `n_layer` `GPTBlock`s and a LayerNorm."""
+        pos_enc, hook = build_position(c.position, d_model=c.n_embd, n_heads=c.n_head,
+                                       max_len=c.block_size, dropout=c.dropout, bidirectional=False)
+        blocks = nn.ModuleList([GPTBlock(c, hook) for _ in range(c.n_layer)])
+        return pos_enc, blocks, nn.LayerNorm(c.n_embd, eps=c.layer_norm_eps, bias=c.bias)
 
     def residual_projections(self) -> list[nn.Linear]:
         "The layers that write into the residual stream: each block's attention W^O and MLP W_2."
@@ -152,43 +174,73 @@ class GPT(nn.Module):
         at most `max_len` (default `block_size`) positions. For inference, under `torch.no_grad()`."""
         return [PreallocatedKVCache(self.config.block_size if max_len is None else max_len) for _ in self.blocks]
 
-    def forward(self, idx: Tensor, targets: Tensor | None = None, *, caches: list[KVCache] | None = None,
-                last_only: bool = False, need_weights: bool = False) -> tuple[Tensor, Tensor | None]:
-        "The logits `(B, T, vocab_size)` for the next token at each position of `idx` `(B, T)` (only the last position with `last_only`), and the mean cross-entropy against `targets` (None without). With `caches`, one `KVCache` per block, `idx` continues the cached sequence."
-        c = self.config
+    def check_inputs(self, idx: Tensor, targets: Tensor | None = None, caches: list[KVCache] | None = None,
+                     positions: Tensor | None = None, attn_mask: Tensor | None = None, where: str | None = None):
+        """Types and shapes of a forward pass's inputs, with a message naming the argument. Python checks
+        only: no value of a tensor is read, so a step on a GPU never waits for one. Token ids outside the
+        vocabulary are checked where ids come in (`check_token_ids`: `generate`, the `Trainer`)."""
+        where, c = where or type(self).__name__, self.config
         if not isinstance(idx, Tensor) or idx.ndim != 2 or idx.dtype not in (torch.int64, torch.int32):
             got = f"{idx.dtype} tensor of shape {tuple(idx.shape)}" if isinstance(idx, Tensor) else type(idx).__name__
             kind = ValueError if isinstance(idx, Tensor) and idx.dtype in (torch.int64, torch.int32) else TypeError
-            raise kind(f"GPT: idx must be an integer tensor of shape (B, T), got {got}")
+            raise kind(f"{where}: idx must be an integer tensor of shape (B, T), got {got}")
         B, T = idx.shape
-        if T == 0 or (caches is None and T > c.block_size):
-            raise ValueError(f"GPT: idx must hold 1 to block_size={c.block_size} tokens per row, got T={T}")
         if caches is not None and len(caches) != len(self.blocks):
-            raise ValueError(f"GPT: caches must hold one KVCache per block ({len(self.blocks)}), got {len(caches)}")
-        lo, hi = (int(v) for v in torch.aminmax(idx))                          # an IndexError (a CUDA assert) otherwise
-        if lo < 0 or hi >= c.vocab_size:
-            raise ValueError(f"GPT: idx holds the token id {lo if lo < 0 else hi}, outside the vocabulary "
-                             f"[0, vocab_size={c.vocab_size})")
+            raise ValueError(f"{where}: caches must hold one KVCache per block ({len(self.blocks)}), got {len(caches)}")
+        past = caches[0].offset if caches else 0
+        if T == 0 or (positions is None and self.pos_enc is not None and past + T > c.block_size) or \
+                (caches is None and T > c.block_size):
+            raise ValueError(f"{where}: idx must hold 1 to block_size={c.block_size} tokens per row"
+                             f"{f' after the {past} cached' if past else ''}, got T={T}")
         if targets is not None:
-            check_tensor(targets, "targets", "GPT", floating=False)
+            if not (isinstance(targets, Tensor) and targets.dtype in (torch.int64, torch.int32)):
+                check_tensor(targets, "targets", where, floating=False)    # the message; int8 etc. pass it
             if targets.shape != idx.shape:
-                raise ValueError(f"GPT: targets must have the shape of idx {tuple(idx.shape)}, got {tuple(targets.shape)}")
-            ok = ((targets >= 0) & (targets < c.vocab_size)) | (targets == -100)   # -100: cross_entropy's ignore_index
-            if not bool(ok.all()):
-                raise ValueError(f"GPT: targets hold the id {int(targets[~ok][0])}, outside the vocabulary "
-                                 f"[0, vocab_size={c.vocab_size}) (and not -100, the id of a position to ignore)")
-        offset = caches[0].offset if caches else 0                              # position of idx[:, 0]
-        x = self.tok_emb(idx)                                                   # (B, T, C)
-        x = self.pos_enc(x, offset=offset) if self.pos_enc is not None else self.drop(x)
-        for i, block in enumerate(self.blocks):                                 # T == 1: nothing to mask
-            x = block(x, is_causal=T > 1, need_weights=need_weights,
+                raise ValueError(f"{where}: targets must have the shape of idx {tuple(idx.shape)}, got {tuple(targets.shape)}")
+        if positions is not None:
+            check_tensor(positions, "positions", where, floating=False)
+            if positions.shape != idx.shape:
+                raise ValueError(f"{where}: positions must have the shape of idx {tuple(idx.shape)}, got {tuple(positions.shape)}")
+        if attn_mask is not None:
+            check_tensor(attn_mask, "attn_mask", where)
+            T_k = T + (len(caches[0]) if caches else 0)
+            if attn_mask.dtype != torch.bool or tuple(attn_mask.shape) != (B, 1, T, T_k):
+                raise ValueError(f"{where}: attn_mask must be a bool tensor of shape (B, 1, T, T_k) = {(B, 1, T, T_k)} "
+                                 f"(True = may attend), got {attn_mask.dtype} {tuple(attn_mask.shape)}")
+
+    def trunk(self, idx: Tensor, *, caches: list[KVCache] | None = None, positions: Tensor | None = None,
+              attn_mask: Tensor | None = None, need_weights: bool = False, final_norm: bool = True) -> Tensor:
+        """The hidden states `(B, T, C)` of `idx` `(B, T)`: token embeddings (plus learned positions), every
+        block, the final norm (unless `final_norm=False`). With `caches`, one per block, `idx` continues the
+        cached sequence. `positions` `(B, T)`: each token's position (default: the cached length plus
+        `0 .. T-1`); `attn_mask` `(B, 1, T, T_k)`, True = may attend, replaces the causal mask: together they
+        run a left-padded or ragged batch, each row as if alone. Inputs are trusted: `forward` checks them."""
+        B, T = idx.shape
+        x = self.tok_emb(idx)                                                  # (B, T, C)
+        if self.pos_enc is not None:                                           # learned positions (GPT-2's wpe)
+            start = caches[0].offset if caches else 0
+            x = x + (self.pos_enc.weight[start:start + T] if positions is None else self.pos_enc.weight[positions])
+        x = self.drop(x)
+        is_causal = attn_mask is None and T > 1                                # one new token: nothing to mask
+        for i, block in enumerate(self.blocks):
+            x = block(x, is_causal=is_causal, attn_mask=attn_mask, positions=positions, need_weights=need_weights,
                       cache=None if caches is None else caches[i])             # (B, T, C)
-        x = self.ln_f(x)
+        return self.ln_f(x) if final_norm else x
+
+    def head(self, x: Tensor, targets: Tensor | None = None, last_only: bool = False) -> tuple[Tensor, Tensor | None]:
+        "Logits `(B, T, V)` of hidden states `x` `(B, T, C)` (the last position only with `last_only`) and the mean cross-entropy against `targets` (-100 ignored)."
         if targets is None:
-            return self.lm_head(x[:, -1:] if last_only else x), None           # (B, 1 or T, V)
-        logits = self.lm_head(x)                                                # (B, T, V)
-        loss = F.cross_entropy(logits.reshape(B * T, -1), targets.reshape(B * T).long())   # -100 is ignored
-        return logits, loss
+            return self.lm_head(x[:, -1:] if last_only else x), None          # (B, 1 or T, V)
+        logits = self.lm_head(x)                                               # (B, T, V)
+        return logits, F.cross_entropy(logits.flatten(0, 1), targets.flatten().long())
+
+    def forward(self, idx: Tensor, targets: Tensor | None = None, *, caches: list[KVCache] | None = None,
+                positions: Tensor | None = None, attn_mask: Tensor | None = None, last_only: bool = False,
+                need_weights: bool = False) -> tuple[Tensor, Tensor | None]:
+        "The logits `(B, T, vocab_size)` for the next token at each position of `idx` `(B, T)` (only the last position with `last_only`), and the mean cross-entropy against `targets` (None without). `caches`, `positions`, `attn_mask`: as in `trunk`."
+        self.check_inputs(idx, targets, caches, positions, attn_mask)
+        x = self.trunk(idx, caches=caches, positions=positions, attn_mask=attn_mask, need_weights=need_weights)
+        return self.head(x, targets, last_only)
 
     @torch.no_grad()
     def attention_maps(self, idx: Tensor) -> Tensor:
@@ -203,6 +255,22 @@ class GPT(nn.Module):
                 b.attn_weights = None
             self.train(was)
         return maps
+
+
+def check_token_ids(ids: Tensor, vocab_size: int, name: str, where: str, ignore_index: int | None = None) -> Tensor:
+    """`ids` if every value lies in `[0, vocab_size)` (or equals `ignore_index`), else a `ValueError` naming
+    `name` and the first id outside. It reads the values (a host synchronisation on a GPU): call it where ids
+    come in (generation, a data set), not inside a training step."""
+    check_tensor(ids, name, where, floating=False)
+    ok = (ids >= 0) & (ids < vocab_size)
+    if ignore_index is not None:
+        ok |= ids == ignore_index
+    if not bool(ok.all()):
+        extra = f" (or {ignore_index}, the id of a position to ignore)" if ignore_index is not None else ""
+        raise ValueError(f"{where}: {name} must hold token ids in the vocabulary [0, vocab_size={vocab_size}){extra}, "
+                         f"got {int(ids[~ok][0])}")
+    return ids
+
 
 # %% ../nbs/10_gpt.ipynb #340faca2
 def gpt_param_formula(c: GPTConfig) -> int:
@@ -240,6 +308,25 @@ def next_token_probs(logits: Tensor, temperature: float = 1.0, top_k: int | None
         probs = torch.zeros_like(probs).scatter_(-1, order, p_sorted)
         probs = probs / probs.sum(-1, keepdim=True)
     return probs
+
+def sample_next(logits: Tensor, *, temperature: float = 1.0, top_k: int | None = None, top_p: float | None = None,
+                generator: torch.Generator | None = None) -> Tensor:
+    """One token per row drawn from `next_token_probs` of `logits` `(B, V)` (or `(V,)`): `(B,)` long (or a 0-d
+    tensor). Temperature 0 takes the arg-max. `generator`: a private random generator, for reproducible
+    draws. Logits holding NaN (a diverged model) are a `ValueError` naming the model output."""
+    check_tensor(logits, "logits", "sample_next", ndim=(1, 2), floating=True)
+    _check_sampling(temperature, top_k, top_p, "sample_next")
+    if generator is not None and not isinstance(generator, torch.Generator):
+        raise TypeError(f"sample_next: generator must be a torch.Generator or None, got {type(generator).__name__}")
+    logits = logits.float()
+    if bool(logits.isnan().any()):                                           # argmax and multinomial would not say
+        raise ValueError("sample_next: the model output (logits) holds NaN; the model's weights or its inputs "
+                         "have gone wrong (a diverged training run, a bad checkpoint)")
+    if temperature == 0:
+        return logits.argmax(-1)                                             # (B,): greedy
+    probs = next_token_probs(logits, temperature, top_k, top_p)              # (B, V)
+    return torch.multinomial(probs.view(-1, probs.shape[-1]), 1, generator=generator).view(probs.shape[:-1])
+
 
 # %% ../nbs/10_gpt.ipynb #8d75b467
 def plot_next_token_probs(logits: Tensor, settings: dict[str, dict], labels=None, ncols: int = 3):
@@ -340,104 +427,134 @@ def decoding_layout(model: nn.Module):
             p.data = original
 
 # %% ../nbs/10_gpt.ipynb #f150c66c
-def _as_prompt(idx, vocab_size: int, device) -> tuple[Tensor, bool]:
+def _as_prompt(idx, vocab_size: int, device, where: str) -> tuple[Tensor, bool]:
     """A (B, T) long tensor of valid token ids from a list of ints, a list of equally long lists of ints,
     or an integer tensor (T,) or (B, T); and whether it was 1-d."""
     if isinstance(idx, (list, tuple)):
         rows = idx if idx and all(isinstance(r, (list, tuple)) for r in idx) else [idx]
         bad = next((t for r in rows for t in r if isinstance(t, bool) or not isinstance(t, numbers.Integral)), None)
         if bad is not None:                                                  # 1.5 must not become token 1
-            raise TypeError(f"generate: token ids must be ints, got {bad!r} ({type(bad).__name__})")
+            raise TypeError(f"{where}: the prompt idx must hold token ids; token ids must be ints, got {bad!r} "
+                            f"({type(bad).__name__})")
         if not any(rows):
-            raise ValueError("generate: the prompt idx is empty; give at least one token")
+            raise ValueError(f"{where}: the prompt idx is empty; give at least one token")
         if len({len(r) for r in rows}) > 1:
-            raise ValueError(f"generate: the rows of idx must have the same length, got lengths {[len(r) for r in rows]}")
+            raise ValueError(f"{where}: the rows of idx must have the same length, got lengths {[len(r) for r in rows]}")
         idx = torch.tensor(idx, dtype=torch.long)
     if not isinstance(idx, Tensor) or idx.dtype not in (torch.int64, torch.int32) or idx.ndim not in (1, 2):
         got = f"{idx.dtype} tensor of shape {tuple(idx.shape)}" if isinstance(idx, Tensor) else type(idx).__name__
-        raise TypeError(f"generate: idx must be a list of ints or an integer tensor (T,) or (B, T), got {got}")
+        raise TypeError(f"{where}: the prompt idx must be a list of ints or an integer tensor (T,) or (B, T), got {got}")
     one_d = idx.ndim == 1
     idx = idx[None] if one_d else idx
     if idx.shape[1] == 0:
-        raise ValueError("generate: the prompt idx is empty; give at least one token")
-    lo, hi = int(idx.min()), int(idx.max())
-    if lo < 0 or hi >= vocab_size:
-        raise ValueError(f"generate: token ids must lie in [0, vocab_size={vocab_size}), got {hi if hi >= vocab_size else lo}")
+        raise ValueError(f"{where}: the prompt idx is empty; give at least one token")
+    check_token_ids(idx, vocab_size, "the prompt idx", where)
     return idx.to(device=device, dtype=torch.long), one_d
 
 
-@torch.no_grad()
-def generate(model: GPT, idx, max_new_tokens: int, *, temperature: float = 1.0, top_k: int | None = None,
-             top_p: float | None = None, stop_tokens=None, seed: int | None = None,
-             use_cache: bool = True, output_logits: bool = False) -> Tensor | tuple[Tensor, Tensor]:
-    """Continue `idx` (a list, `(T,)` or `(B, T)`) by up to `max_new_tokens` tokens; return the prompt and them.
-
-    Temperature 0 is greedy decoding. `stop_tokens`: ids that end a row (it is then padded with its
-    stop token). `seed`: a private random generator, so the same seed gives the same text. Past the
-    context the model reads a sliding window of the last `block_size` tokens. `use_cache`: decode
-    with one `KVCache` per block; the same tokens and logits as without it (to float rounding),
-    faster until the window starts to slide. `output_logits`: also return the `(B, N, V)` float32
-    logits that each of the N new tokens was chosen from."""
+def _check_generation(model, idx, max_new_tokens, temperature, top_k, top_p, stop_tokens, generator, where):
+    "Check what `generate` and `generate_stream` are given; return `(prompt (B, T), one_d, stop ids or None)`."
     if not isinstance(model, GPT):
-        raise TypeError(f"generate: model must be a GPT, got {type(model).__name__}")
-    check_int(max_new_tokens, "max_new_tokens", "generate", minimum=0)
-    _check_sampling(temperature, top_k, top_p, "generate")
-    if seed is not None:
-        check_int(seed, "seed", "generate", minimum=0)
-    V, W = model.config.vocab_size, model.config.block_size
-    device = model.lm_head.weight.device
-    out, one_d = _as_prompt(idx, V, device)
+        raise TypeError(f"{where}: model must be a GPT, got {type(model).__name__}")
+    check_int(max_new_tokens, "max_new_tokens", where, minimum=0)
+    _check_sampling(temperature, top_k, top_p, where)
+    if generator is not None and not isinstance(generator, torch.Generator):
+        raise TypeError(f"{where}: generator must be a torch.Generator or None, got {type(generator).__name__}")
+    V, device = model.config.vocab_size, model.lm_head.weight.device
+    out, one_d = _as_prompt(idx, V, device, where)
     stop = None
     if stop_tokens is not None:
+        stop_tokens = [stop_tokens] if isinstance(stop_tokens, numbers.Integral) else stop_tokens
         bad = next((t for t in stop_tokens if isinstance(t, bool) or not isinstance(t, numbers.Integral)), None)
         if bad is not None:
-            raise TypeError(f"generate: stop_tokens must be ints, got {bad!r} ({type(bad).__name__})")
+            raise TypeError(f"{where}: stop_tokens must be ints, got {bad!r} ({type(bad).__name__})")
         stop = torch.tensor(sorted({int(t) for t in stop_tokens}), dtype=torch.long, device=device)
         if len(stop) and (int(stop.min()) < 0 or int(stop.max()) >= V):
-            raise ValueError(f"generate: stop_tokens must be ids in [0, {V}), got {stop.tolist()}")
-    gen = None if seed is None else torch.Generator(device=device).manual_seed(seed)
-    B = out.shape[0]
-    done = torch.zeros(B, dtype=torch.bool, device=device)                      # rows that have stopped
-    fill = torch.zeros(B, dtype=torch.long, device=device)                      # their stop token
-    chosen_from = []                                                             # the logits of each step
+            raise ValueError(f"{where}: stop_tokens must be ids in [0, {V}), got {stop.tolist()}")
+    return out, one_d, stop
+
+
+def _sampling_loop(model: GPT, out: Tensor, max_new_tokens: int, temperature: float, top_k, top_p, generator,
+                   stop: Tensor | None, use_cache: bool) -> Iterator[tuple[Tensor, Tensor]]:
+    """THE sampling loop: for each new position, `(next tokens (B,), the (B, V) float32 logits they were drawn
+    from)`. Rows that produced a stop token repeat it; the loop ends when every row has."""
+    W, B = model.config.block_size, out.shape[0]
+    done = torch.zeros(B, dtype=torch.bool, device=out.device)                  # rows that have stopped
+    fill = torch.zeros(B, dtype=torch.long, device=out.device)                  # their stop token
+    def run(x: Tensor, caches=None) -> Tensor:                                   # the logits of the last position
+        with torch.no_grad():                                                    # (not around the yield: the
+            return model(x, caches=caches, last_only=True)[0]                    # reader's code runs there)
+
     was_training = model.training
     model.eval()
     try:
         with decoding_layout(model):                                             # faster matrix-vector products
             if use_cache and max_new_tokens:
                 caches = model.new_caches()
-                logits, _ = model(out[:, -W:], caches=caches, last_only=True)      # prefill: (B, 1, V)
+                logits = run(out[:, -W:], caches)                                    # prefill: (B, 1, V)
             for step in range(max_new_tokens):
                 if not use_cache:
-                    logits, _ = model(out[:, -W:], last_only=True)                  # the whole window again
+                    logits = run(out[:, -W:])                                        # the whole window again
                 last = logits[:, -1].float()                                         # (B, V)
-                if output_logits:
-                    chosen_from.append(last)
-                if temperature == 0:
-                    nxt = last.argmax(-1)                                            # (B,)
-                else:
-                    probs = next_token_probs(last, temperature, top_k, top_p)
-                    nxt = torch.multinomial(probs, 1, generator=gen)[:, 0]          # (B,)
-                nxt = torch.where(done, fill, nxt)
+                nxt = sample_next(last, temperature=temperature, top_k=top_k, top_p=top_p, generator=generator)
+                nxt = torch.where(done, fill, nxt)                                   # (B,)
                 out = torch.cat([out, nxt[:, None]], dim=1)                          # (B, T + 1)
                 if stop is not None:
                     hit = torch.isin(nxt, stop) & ~done
                     fill, done = torch.where(hit, nxt, fill), done | hit
-                    if bool(done.all()):
-                        break
+                yield nxt, last
+                if stop is not None and bool(done.all()):
+                    return
                 if use_cache and step < max_new_tokens - 1:
                     if out.shape[1] > W:                      # the window slides: no cached key is valid any more
                         caches = None
-                        logits, _ = model(out[:, -W:], last_only=True)               # (B, 1, V), as without a cache
+                        logits = run(out[:, -W:])                                    # (B, 1, V), as without a cache
                     else:                                                            # one new position
-                        logits, _ = model(nxt[:, None], caches=caches, last_only=True)   # (B, 1, V)
+                        logits = run(nxt[:, None], caches)                           # (B, 1, V)
     finally:
         model.train(was_training)
+
+
+def generate_stream(model: GPT, idx, max_new_tokens: int, *, temperature: float = 1.0, top_k: int | None = None,
+                    top_p: float | None = None, generator: torch.Generator | None = None, stop_token=None,
+                    use_cache: bool = True) -> Iterator[Tensor]:
+    """The tokens that continue `idx` (a list, `(T,)` or `(B, T)`), one step at a time: an iterator of `(B,)`
+    long tensors, up to `max_new_tokens` of them. It ends early once every row has produced `stop_token`
+    (an id or a collection of ids; a row that stopped repeats its stop token). The arguments are checked
+    at once, the model runs as the iterator is read. `generate` collects it; chat streaming prints it."""
+    out, _, stop = _check_generation(model, idx, max_new_tokens, temperature, top_k, top_p, stop_token, generator,
+                                     "generate_stream")
+    loop = _sampling_loop(model, out, max_new_tokens, temperature, top_k, top_p, generator, stop, use_cache)
+    return (nxt for nxt, _ in loop)
+
+
+def generate(model: GPT, idx, max_new_tokens: int, *, temperature: float = 1.0, top_k: int | None = None,
+             top_p: float | None = None, stop_tokens=None, seed: int | None = None,
+             use_cache: bool = True, output_logits: bool = False) -> Tensor | tuple[Tensor, Tensor]:
+    """Continue `idx` (a list, `(T,)` or `(B, T)`) by up to `max_new_tokens` tokens; return the prompt and them.
+
+    The steps of `generate_stream`'s loop, collected. Temperature 0 is greedy decoding. `stop_tokens`: ids
+    that end a row (it is then padded with its stop token). `seed`: a private random generator, so the same
+    seed gives the same text. Past the context the model reads a sliding window of the last `block_size`
+    tokens. `use_cache`: decode with one `KVCache` per block; the same tokens and logits as without it (to
+    float rounding), faster until the window starts to slide. `output_logits`: also return the `(B, N, V)`
+    float32 logits that each of the N new tokens was chosen from."""
+    if seed is not None:
+        check_int(seed, "seed", "generate", minimum=0)
+    device = model.lm_head.weight.device if isinstance(model, GPT) else None
+    gen = None if seed is None else torch.Generator(device=device).manual_seed(seed)
+    out, one_d, stop = _check_generation(model, idx, max_new_tokens, temperature, top_k, top_p, stop_tokens, gen,
+                                         "generate")
+    steps = list(_sampling_loop(model, out, max_new_tokens, temperature, top_k, top_p, gen, stop, use_cache))
+    if steps:
+        out = torch.cat([out, torch.stack([nxt for nxt, _ in steps], 1)], dim=1)  # (B, T + N)
     out = out[0] if one_d else out
     if output_logits:
-        logits = torch.stack(chosen_from, 1) if chosen_from else out.new_zeros(B, 0, V, dtype=torch.float32)
+        B, V = len(out) if not one_d else 1, model.config.vocab_size
+        logits = torch.stack([lg for _, lg in steps], 1) if steps else torch.zeros(B, 0, V, device=out.device)
         return out, (logits[0] if one_d else logits)                               # (B, N, V) or (N, V)
     return out
+
 
 # %% ../nbs/10_gpt.ipynb #1d0788e8
 @torch.no_grad()
@@ -450,6 +567,55 @@ def perturb_(model: nn.Module, scale: float = 0.2, seed: int = 0) -> nn.Module:
     for p in model.parameters():
         p.add_(torch.randn(p.shape, generator=g).to(p) * scale)
     return model
+
+# %% ../nbs/10_gpt.ipynb #a7c1e2f3
+def ragged_batch(rows, pad_id: int = 0, device=None) -> tuple[Tensor, Tensor, Tensor]:
+    """Token lists of different lengths as one left-padded batch for `GPT.forward` or `trunk`: `(idx (B, T),
+    positions (B, T), attn_mask (B, 1, T, T))`. Row b's tokens fill its last `len(rows[b])` columns, at positions
+    0, 1, ...; a token may attend to the real tokens up to itself, a padding token (`pad_id`) to itself only."""
+    if not isinstance(rows, (list, tuple)) or not rows or not all(isinstance(r, (list, tuple)) and r for r in rows):
+        raise TypeError(f"ragged_batch: rows must be a non-empty list of non-empty lists of token ids, got {rows!r:.80}")
+    bad = next((t for r in rows for t in r if isinstance(t, bool) or not isinstance(t, numbers.Integral)), None)
+    if bad is not None:
+        raise TypeError(f"ragged_batch: token ids must be ints, got {bad!r} ({type(bad).__name__})")
+    check_int(pad_id, "pad_id", "ragged_batch", minimum=0)
+    T = max(len(r) for r in rows)
+    idx = torch.tensor([[pad_id] * (T - len(r)) + list(r) for r in rows], dtype=torch.long, device=device)   # (B, T)
+    first = torch.tensor([T - len(r) for r in rows], device=device)                # (B,): the first real column
+    real = torch.arange(T, device=device) >= first[:, None]                        # (B, T)
+    positions = (real.long().cumsum(1) - 1).clamp(min=0)                           # (B, T): 0 at the first real token
+    causal = torch.ones(T, T, dtype=torch.bool, device=device).tril()              # (T, T)
+    attn_mask = causal & real[:, None, :] | torch.eye(T, dtype=torch.bool, device=device)   # (B, T, T)
+    return idx, positions, attn_mask[:, None]                                      # mask: (B, 1, T, T)
+
+
+@torch.no_grad()
+def ragged_error(model: GPT, rows, prefill: int | None = None) -> float:
+    """The largest difference between each row's logits in `ragged_batch(rows)`, run in one pass and through the
+    caches (a prefill of `prefill` columns, default all but 3, then one column at a time), and the logits of the
+    row run alone. A model that reads positions and masks right gives rounding errors only."""
+    if not isinstance(model, GPT):
+        raise TypeError(f"ragged_error: model must be a GPT, got {type(model).__name__}")
+    was = model.training
+    model.eval()
+    idx, pos, mask = ragged_batch(rows, device=model.lm_head.weight.device)
+    T = idx.shape[1]
+    prefill = max(T - 3, 1) if prefill is None else check_int(prefill, "prefill", "ragged_error", maximum=T)
+    one_pass, _ = model(idx, positions=pos, attn_mask=mask)                          # (B, T, V)
+    caches = model.new_caches()
+    steps = [model(idx[:, :prefill], caches=caches, positions=pos[:, :prefill], attn_mask=mask[:, :, :prefill, :prefill])[0]]
+    for t in range(prefill, T):                                                      # the mask grows by a column
+        steps.append(model(idx[:, t:t + 1], caches=caches, positions=pos[:, t:t + 1],
+                           attn_mask=mask[:, :, t:t + 1, :t + 1])[0])
+    cached = torch.cat(steps, 1)                                                     # (B, T, V)
+    err = 0.0
+    for b, r in enumerate(rows):
+        alone, _ = model(idx.new_tensor([r]))                                        # (1, len(r), V)
+        for batched in (one_pass, cached):
+            err = max(err, (batched[b, T - len(r):] - alone[0]).abs().max().item())
+    model.train(was)
+    return err
+
 
 # %% ../nbs/10_gpt.ipynb #f48dfc09
 def _hf_pairs(model: GPT):
@@ -539,25 +705,35 @@ def hf_state_dict(model: GPT) -> dict[str, Tensor]:
             for module, name, conv1d in _hf_pairs(model) for pname, p in module.named_parameters(recurse=False)}
 
 # %% ../nbs/10_gpt.ipynb #0f48805c
+def read_hf_folder(folder, where: str = "read_hf_folder") -> tuple[dict, dict[str, Tensor]]:
+    """`(config.json as a dict, every tensor)` of a folder written by `transformers`' `save_pretrained`: one
+    `model.safetensors`, or several listed in `model.safetensors.index.json`. Chapters 12 and 14 read theirs
+    with it too."""
+    from safetensors.torch import load_file
+    if not isinstance(folder, (str, os.PathLike)):
+        raise TypeError(f"{where}: folder must be a path, got {type(folder).__name__}")
+    folder = Path(folder)
+    if not (folder / "config.json").is_file():
+        raise FileNotFoundError(f"{where}: {str(folder)!r} must be a folder holding config.json and model.safetensors")
+    index = folder / "model.safetensors.index.json"
+    if index.is_file():                                                     # sharded: a map name -> file
+        files = sorted(set(json.loads(index.read_text())["weight_map"].values()))
+    elif (folder / "model.safetensors").is_file():
+        files = ["model.safetensors"]
+    else:
+        raise FileNotFoundError(f"{where}: no model.safetensors in {str(folder)!r} (only safetensors files are read)")
+    sd = {}
+    for f in files:
+        sd.update(load_file(folder / f))
+    return json.loads((folder / "config.json").read_text()), sd
+
+
 def gpt_from_hf(source) -> GPT:
     """A `GPT` with the configuration and weights of GPT-2: `source` is a `transformers.GPT2LMHeadModel`
     or a folder written by its `save_pretrained` (`config.json` and `model.safetensors`, possibly sharded)."""
     if isinstance(source, (str, os.PathLike)):
-        from safetensors.torch import load_file
-        folder = Path(source)
-        if not (folder / "config.json").is_file():
-            raise FileNotFoundError(f"gpt_from_hf: {str(folder)!r} must be a folder holding config.json and model.safetensors")
-        config = gpt_config_from_hf(json.loads((folder / "config.json").read_text()))
-        index = folder / "model.safetensors.index.json"
-        if index.is_file():                                                     # sharded: a map name -> file
-            files = sorted(set(json.loads(index.read_text())["weight_map"].values()))
-        elif (folder / "model.safetensors").is_file():
-            files = ["model.safetensors"]
-        else:
-            raise FileNotFoundError(f"gpt_from_hf: no model.safetensors in {str(folder)!r} (only safetensors files are read)")
-        sd = {}
-        for f in files:
-            sd.update(load_file(folder / f))
+        d, sd = read_hf_folder(source, "gpt_from_hf")
+        config = gpt_config_from_hf(d)
     elif hasattr(source, "config") and hasattr(source, "state_dict"):
         config, sd = gpt_config_from_hf(source.config), source.state_dict()
     else:

@@ -8,7 +8,7 @@ from __future__ import annotations
 import json
 import math
 import os
-from dataclasses import dataclass, fields, replace
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 import numpy as np
@@ -16,17 +16,19 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from .attention import check_choice, check_float, check_int, scaled_dot_product_attention
-from .gpt import GPT
+from .attention import (JsonConfig, check_choice, check_float, check_int, check_tensor,
+                                       scaled_dot_product_attention)
+from .gpt import GPT, read_hf_folder
 from .multi_head import KVCache
 from .positional import RotaryEmbedding, rope_rotate
 
 # %% auto #0
 __all__ = ['ROPE_SCALINGS', 'HF_ARCHITECTURES', 'RMSNorm', 'swiglu_hidden', 'SwiGLU', 'GroupedQueryAttention', 'plot_head_groups',
            'check_rope_scaling', 'rope_frequencies', 'ScaledRotaryEmbedding', 'plot_rope_scaling', 'LlamaConfig',
-           'LlamaBlock', 'Llama', 'llama_param_formula', 'llama_config_from_hf', 'llama_hf_config_dict',
-           'llama_hf_state_dict', 'load_llama_hf_state_dict', 'llama_from_hf', 'llama_to_hf', 'kv_cache_bytes',
-           'loss_at_time', 'plot_comparison', 'rescale_rope', 'position_losses', 'plot_loss_by_position']
+           'LlamaBlock', 'Llama', 'llama_param_formula', 'hf_rope', 'llama_config_from_hf', 'llama_hf_config_dict',
+           'hf_name', 'llama_hf_state_dict', 'load_llama_hf_state_dict', 'llama_from_hf', 'llama_to_hf',
+           'kv_cache_bytes', 'loss_at_time', 'plot_comparison', 'rescale_rope', 'position_losses',
+           'plot_loss_by_position']
 
 # %% ../nbs/12_llama.ipynb #ef5074d0
 class RMSNorm(nn.Module):
@@ -123,10 +125,14 @@ class GroupedQueryAttention(nn.Module):
         "Query heads, key/value heads and head size, shown by `print(module)`."
         return f"n_heads={self.n_heads}, n_kv_heads={self.n_kv_heads}, head_dim={self.head_dim}"
 
-    def forward(self, x: Tensor, *, is_causal: bool = True, need_weights: bool = False,
+    def forward(self, x: Tensor, *, is_causal: bool = True, attn_mask: Tensor | None = None,
+                positions: Tensor | None = None, need_weights: bool = False,
                 cache: KVCache | None = None) -> tuple[Tensor, Tensor | None]:
-        "Grouped-query attention on `x` `(B, T, C)` with RoPE (causal by default); with a `cache`, `x` continues the cached sequence. Returns the output `(B, T, C)` and, with `need_weights`, the weights `(B, nh, T, T_k)` (else None)."
-        if not isinstance(x, Tensor) or x.ndim != 3 or x.shape[-1] != self.d_model:
+        """Grouped-query attention on `x` `(B, T, C)` with RoPE (causal by default); with a `cache`, `x` continues
+        the cached sequence. `positions` `(B, T)`: each token's own position for RoPE (default: the cached length
+        plus `0 .. T-1`); `attn_mask` `(B, 1, T, T_k)` (True = may attend) replaces the causal mask. Returns the
+        output `(B, T, C)` and, with `need_weights`, the weights `(B, nh, T, T_k)` (else None)."""
+        if not isinstance(x, Tensor) or x.ndim != 3 or x.shape[-1] != self.d_model:   # shapes only: no value is read
             got = tuple(x.shape) if isinstance(x, Tensor) else type(x).__name__
             raise ValueError(f"GroupedQueryAttention: x must have shape (B, T, d_model={self.d_model}), got {got}")
         B, T, C = x.shape
@@ -137,15 +143,17 @@ class GroupedQueryAttention(nn.Module):
         if self.q_norm is not None:                                          # Qwen3: each head to rms 1
             q, k = self.q_norm(q), self.k_norm(k)
         q, k = q.transpose(1, 2), k.transpose(1, 2)                          # (B, nh, T, hs), (B, nkv, T, hs)
-        start = 0 if cache is None else cache.offset                         # absolute position of x[:, 0]
         if self.rope is not None:
-            cos, sin = self.rope.cos_sin(start, T, q.dtype)                  # (T, hs)
+            if positions is None:                                            # x[:, 0] sits after the cached ones
+                cos, sin = self.rope.cos_sin(0 if cache is None else cache.offset, T, q.dtype)   # (T, hs)
+            else:                                                            # each row at its own positions
+                cos, sin = (t[:, None] for t in self.rope.cos_sin_at(positions, q.dtype))     # (B, 1, T, hs)
             q, k = rope_rotate(q, cos, sin), rope_rotate(k, cos, sin)
         if cache is not None:
             k, v = cache.update(k, v)                                        # (B, nkv, T_k, hs): past + new
         T_k = k.shape[2]
-        mask = None
-        if is_causal and (need_weights or T != T_k):                         # queries: the last T positions
+        mask = attn_mask                                                     # (B, 1, T, T_k) or None
+        if mask is None and is_causal and (need_weights or T != T_k):        # queries: the last T positions
             mask = torch.ones(T, T_k, dtype=torch.bool, device=x.device).tril(T_k - T)   # (T, T_k)
         p = self.dropout if self.training else 0.0
         weights = None
@@ -279,10 +287,25 @@ class ScaledRotaryEmbedding(RotaryEmbedding):
     def cos_sin(self, start: int, T: int, dtype: torch.dtype = torch.float32) -> tuple[Tensor, Tensor]:
         "The cosines and sines of the scaled angles of positions `start .. start + T - 1` in `dtype`; dynamic scaling recomputes them for a sequence longer than the original context."
         s = self.scaling
-        if s is not None and s["rope_type"] == "dynamic" and start + T > s["original_max_position_embeddings"]:
-            cos, sin = self._angles(start, T, self.cos_cached.device, seq_len=start + T)   # this length's
-            return cos.to(dtype), sin.to(dtype)
-        return super().cos_sin(start, T, dtype)
+        dynamic = s is not None and s["rope_type"] == "dynamic" and start + T > s["original_max_position_embeddings"]
+        if dynamic or start + T > self.max_len or dtype == torch.float64:        # not in the table: computed
+            cos, sin = self._angles(start, T, self.cos_cached.device, seq_len=start + T if dynamic else None)
+        else:                                                                   # chapter 4's table of cos, sin
+            cos, sin = self.cos_cached[start:start + T], self.sin_cached[start:start + T]
+        return cos.to(dtype), sin.to(dtype)
+
+    def cos_sin_at(self, positions: Tensor, dtype: torch.dtype = torch.float32) -> tuple[Tensor, Tensor]:
+        """The cosines and sines `(B, T, hs)` of the angles of `positions` `(B, T)`: each row at its own
+        positions (a ragged batch). Positions must lie below `max_len`, except with `dynamic` scaling, whose
+        frequencies depend on the longest sequence (it reads the largest position: one host synchronisation)."""
+        s = self.scaling
+        if s is not None and s["rope_type"] == "dynamic":
+            n = int(positions.max()) + 1
+            if n > s["original_max_position_embeddings"]:
+                cos, sin = self._angles(0, n, self.cos_cached.device, seq_len=n)           # this length's
+                return cos[positions].to(dtype), sin[positions].to(dtype)
+        return self.cos_cached[positions].to(dtype), self.sin_cached[positions].to(dtype)
+
 
 # %% ../nbs/12_llama.ipynb #84a00b1e
 def plot_rope_scaling(head_dim: int, base: float, scalings: dict[str, dict], seq_len: int | None = None, ax=None):
@@ -310,7 +333,7 @@ def plot_rope_scaling(head_dim: int, base: float, scalings: dict[str, dict], seq
 
 # %% ../nbs/12_llama.ipynb #da37f6cb
 @dataclass
-class LlamaConfig:
+class LlamaConfig(JsonConfig):
     """Shape and choices of a `Llama`. The defaults: 12 layers, 768 wide, grouped-query attention (12 query
     heads, 4 key/value heads), Llama 2's vocabulary and context; 124M parameters."""
     vocab_size: int = 32000
@@ -356,15 +379,6 @@ class LlamaConfig:
             if not isinstance(getattr(self, name), bool):
                 raise TypeError(f"{where}: {name} must be a bool, got {getattr(self, name)!r}")
 
-    @classmethod
-    def from_dict(cls, d: dict) -> "LlamaConfig":
-        "Inverse of `dataclasses.asdict`; unknown keys are an error, not silently dropped."
-        if not isinstance(d, dict):
-            raise TypeError(f"LlamaConfig.from_dict: expected a dict, got {type(d).__name__}")
-        unknown = sorted(set(d) - {f.name for f in fields(cls)})
-        if unknown:
-            raise ValueError(f"LlamaConfig.from_dict: unknown field(s) {unknown}; is this a Llama's configuration?")
-        return cls(**d)
 
 # %% ../nbs/12_llama.ipynb #faf1982e
 class LlamaBlock(nn.Module):
@@ -382,10 +396,11 @@ class LlamaBlock(nn.Module):
         self.dropout = nn.Dropout(c.dropout)
         self.attn_weights: Tensor | None = None
 
-    def forward(self, x: Tensor, *, is_causal: bool = True, need_weights: bool = False,
-                cache: KVCache | None = None) -> Tensor:
+    def forward(self, x: Tensor, *, is_causal: bool = True, attn_mask: Tensor | None = None,
+                positions: Tensor | None = None, need_weights: bool = False, cache: KVCache | None = None) -> Tensor:
         "One pre-norm block on `x` `(B, T, C)`: RMSNorm, attention, residual; RMSNorm, SwiGLU, residual."
-        a, self.attn_weights = self.self_attn(self.norm1(x), is_causal=is_causal, need_weights=need_weights,
+        a, self.attn_weights = self.self_attn(self.norm1(x), is_causal=is_causal, attn_mask=attn_mask,
+                                              positions=positions, need_weights=need_weights,
                                               cache=cache)                   # (B, T, C), (B, nh, T, T_k)
         x = x + self.dropout(a)
         return x + self.dropout(self.ff(self.norm2(x)))                        # (B, T, C)
@@ -394,26 +409,15 @@ class LlamaBlock(nn.Module):
 class Llama(GPT):
     """A Llama-style decoder-only language model: RMSNorm, SwiGLU, RoPE, grouped-query attention, no biases.
 
-    A subclass of chapter 10's `GPT` with other blocks, an RMSNorm as `ln_f` and no position table:
-    `forward(idx, targets, caches=...)`, `new_caches`, `num_params`, `attention_maps` are GPT's, and
-    `generate` and the `Trainer` work unchanged."""
+    A subclass of chapter 10's `GPT` that builds other layers (`build_layers`: Llama blocks, an RMSNorm as
+    `ln_f`, no position table): the constructor, `trunk`, `forward`, `new_caches`, `num_params` and
+    `attention_maps` are GPT's, and `generate` and the `Trainer` work unchanged."""
     config_class = LlamaConfig                                                 # for tools that build from a dict
 
-    def __init__(self, config: LlamaConfig):
-        nn.Module.__init__(self)                                               # not GPT's: it builds GPT-2's parts
-        if not isinstance(config, LlamaConfig):
-            raise TypeError(f"Llama: config must be a LlamaConfig, got {type(config).__name__}")
-        self.config = c = config
-        self.tok_emb = nn.Embedding(c.vocab_size, c.n_embd)                    # HF: embed_tokens
-        self.pos_enc = None                                                    # positions: RoPE, in attention
-        self.drop = nn.Dropout(c.dropout)
+    def build_layers(self, c: LlamaConfig) -> tuple[None, nn.ModuleList, RMSNorm]:
+        "No position table (RoPE acts in attention, one module shared by the blocks), Llama blocks, an RMSNorm."
         rope = ScaledRotaryEmbedding(c.head_dim, c.block_size, c.rope_base, c.rope_scaling)   # one, shared
-        self.blocks = nn.ModuleList([LlamaBlock(c, rope) for _ in range(c.n_layer)])
-        self.ln_f = RMSNorm(c.n_embd, c.norm_eps)                              # HF: norm
-        self.lm_head = nn.Linear(c.n_embd, c.vocab_size, bias=False)
-        if c.tie_weights:
-            self.lm_head.weight = self.tok_emb.weight
-        self.reset_parameters()
+        return None, nn.ModuleList([LlamaBlock(c, rope) for _ in range(c.n_layer)]), RMSNorm(c.n_embd, c.norm_eps)
 
     def residual_projections(self) -> list[nn.Linear]:
         "The layers that write into the residual stream: each block's attention W^O and SwiGLU's down projection."
@@ -440,8 +444,11 @@ def llama_param_formula(c: LlamaConfig) -> int:
 HF_ARCHITECTURES = {"llama": "LlamaForCausalLM", "qwen2": "Qwen2ForCausalLM", "qwen3": "Qwen3ForCausalLM"}
 
 
-def _hf_rope(d: dict, where: str) -> tuple[float, dict | None]:
-    "(rope_base, rope_scaling) of an HF config dict: its `rope_parameters` (transformers 5) or `rope_theta`, `rope_scaling`."
+def hf_rope(d: dict, where: str = "hf_rope") -> tuple[float, dict | None]:
+    """`(rope_base, rope_scaling)` of a `transformers` config dict: its `rope_parameters` (transformers 5) or
+    `rope_theta` and `rope_scaling`; a `ValueError` naming what we do not implement. Chapter 14 reads DeepSeek's with it."""
+    if not isinstance(d, dict):
+        raise TypeError(f"{where}: the config must be a dict, got {type(d).__name__}")
     rp = d.get("rope_parameters") or {"rope_theta": d.get("rope_theta", 10000.0), **(d.get("rope_scaling") or {})}
     if any(isinstance(v, dict) for v in rp.values()):
         raise ValueError(f"{where}: rope_parameters per layer type ({sorted(rp)}) are not supported; one RoPE for all layers")
@@ -476,7 +483,7 @@ def llama_config_from_hf(config, block_size: int | None = None) -> LlamaConfig:
         problems.append("sliding-window attention (use_sliding_window=True or layer_types other than 'full_attention')")
     if problems:
         raise ValueError(f"{where}: {mt} options not supported: " + "; ".join(problems))
-    base, scaling = _hf_rope(d, where)
+    base, scaling = hf_rope(d, where)
     heads, bias = d["num_attention_heads"], bool(d.get("attention_bias", False))
     if block_size is None:
         block_size = d["max_position_embeddings"]
@@ -513,8 +520,12 @@ def llama_hf_config_dict(c: LlamaConfig) -> dict:
     return d
 
 # %% ../nbs/12_llama.ipynb #593a7cb6
-def _hf_name(ours: str) -> str:
-    "Our parameter name -> its name in a `transformers` Llama, Qwen2 or Qwen3 state dict."
+def hf_name(ours: str) -> str:
+    """Our parameter name -> its name in a `transformers` Llama, Qwen2, Qwen3 (or DeepSeek-V3, chapter 14)
+    state dict: `tok_emb` is `model.embed_tokens`, `blocks` `model.layers`, `ln_f` `model.norm`, and in a block
+    `norm1`, `norm2`, `ff` are `input_layernorm`, `post_attention_layernorm`, `mlp`."""
+    if not isinstance(ours, str):
+        raise TypeError(f"hf_name: ours must be a parameter name (str), got {type(ours).__name__}")
     for a, b in (("tok_emb.", "model.embed_tokens."), ("blocks.", "model.layers."), ("ln_f.", "model.norm.")):
         if ours.startswith(a):
             ours = b + ours[len(a):]
@@ -527,14 +538,14 @@ def llama_hf_state_dict(model: Llama) -> dict[str, Tensor]:
     "Our weights under `transformers` names (`lm_head` left out when it is tied to the embedding)."
     if not isinstance(model, Llama):
         raise TypeError(f"llama_hf_state_dict: model must be a Llama, got {type(model).__name__}")
-    return {_hf_name(k): v.detach() for k, v in model.named_parameters()}     # a tied weight is listed once
+    return {hf_name(k): v.detach() for k, v in model.named_parameters()}     # a tied weight is listed once
 
 
 @torch.no_grad()
 def load_llama_hf_state_dict(model: Llama, state_dict: dict[str, Tensor]) -> Llama:
     "Copy a `transformers` Llama, Qwen2 or Qwen3 state dict into `model`; every weight must be there, with our shape."
     for name, p in model.named_parameters():
-        key = _hf_name(name)
+        key = hf_name(name)
         if key not in state_dict:
             raise ValueError(f"load_llama_hf_state_dict: the weights have no {key!r}")
         if state_dict[key].shape != p.shape:
@@ -544,30 +555,12 @@ def load_llama_hf_state_dict(model: Llama, state_dict: dict[str, Tensor]) -> Lla
     return model
 
 # %% ../nbs/12_llama.ipynb #372f6988
-def _read_folder(folder: Path, where: str) -> tuple[dict, dict[str, Tensor]]:
-    "(config.json as a dict, all tensors) of a `save_pretrained` folder, in one or several safetensors files."
-    from safetensors.torch import load_file
-    if not (folder / "config.json").is_file():
-        raise FileNotFoundError(f"{where}: {str(folder)!r} must be a folder holding config.json and model.safetensors")
-    index = folder / "model.safetensors.index.json"
-    if index.is_file():                                                   # sharded: a map name -> file
-        files = sorted(set(json.loads(index.read_text())["weight_map"].values()))
-    elif (folder / "model.safetensors").is_file():
-        files = ["model.safetensors"]
-    else:
-        raise FileNotFoundError(f"{where}: no model.safetensors in {str(folder)!r} (only safetensors files are read)")
-    sd = {}
-    for f in files:
-        sd.update(load_file(folder / f))
-    return json.loads((folder / "config.json").read_text()), sd
-
-
 def llama_from_hf(source, block_size: int | None = None) -> Llama:
     """A `Llama` (eval mode) with the configuration and weights of `source`: a `transformers` `LlamaForCausalLM`,
     `Qwen2ForCausalLM` or `Qwen3ForCausalLM`, or a folder written by their `save_pretrained` (safetensors,
     possibly sharded). `block_size`: see `llama_config_from_hf`."""
     if isinstance(source, (str, os.PathLike)):
-        d, sd = _read_folder(Path(source), "llama_from_hf")
+        d, sd = read_hf_folder(source, "llama_from_hf")
     elif hasattr(source, "config") and hasattr(source, "state_dict"):
         d, sd = source.config.to_dict(), source.state_dict()
     else:

@@ -129,7 +129,8 @@ def _check_mha_inputs(m: MultiHeadAttention, query, key, value, key_padding_mask
     for arg, t, width in (("query", query, m.d_model), ("key", key, m.kdim), ("value", value, m.vdim)):
         if t is None:
             continue
-        check_tensor(t, arg, name, floating=True)
+        if not (isinstance(t, Tensor) and t.is_floating_point()):     # the common case costs one test;
+            check_tensor(t, arg, name, floating=True)                   # chapter 1's helper words the error
         if t.ndim != 3 or t.shape[-1] != width:
             raise ValueError(f"{name}: {arg} must have shape (B, T, {width}), got {tuple(t.shape)}")
     if key is None and not m.fused:
