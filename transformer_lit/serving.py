@@ -917,7 +917,7 @@ class AsyncEngine:
                 self.inbox.put(("abort", rid))
                 self.wake.set()
 
-# %% ../nbs/16_serving.ipynb #7c25ac83
+# %% ../nbs/16_serving.ipynb #6e6de8a3
 MAX_BODY_BYTES = 1 << 20
 
 
@@ -1009,14 +1009,13 @@ def create_app(engine: LLMEngine, tokenizer, model_name: str, *, max_body_bytes:
         return JSONResponse(error_body(f"internal error: {type(e).__name__}", None, "server_error"), status_code=500)
 
     async def read_body(request: Request) -> dict:
-        size = request.headers.get("content-length")
-        if size is not None and size.isdigit() and int(size) > max_body_bytes:
+        raw, size = b"", 0
+        async for chunk in request.stream():                             # read it all: the client is still sending
+            size += len(chunk)
+            if size <= max_body_bytes:
+                raw += chunk
+        if size > max_body_bytes:
             raise RequestError(f"the request body is {size} bytes; at most {max_body_bytes} are accepted")
-        raw = b""
-        async for chunk in request.stream():
-            raw += chunk
-            if len(raw) > max_body_bytes:
-                raise RequestError(f"the request body exceeds {max_body_bytes} bytes")
         try:
             body = json.loads(raw)
         except (json.JSONDecodeError, UnicodeDecodeError) as e:
