@@ -17,7 +17,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from .assistant import clipped_surrogate, token_logprobs
+from .assistant import clipped_surrogate, completion_mask, token_logprobs
 from .attention import (JsonConfig, check_choice, check_float, check_int, check_tensor,
                                        scaled_dot_product_attention)
 from .gpt import GPT, PreallocatedKVCache, check_token_ids, generate, read_hf_folder, sample_next
@@ -31,7 +31,7 @@ __all__ = ['BALANCING', 'SCORINGS', 'SCALE_REWARDS', 'GRPO_LOSS_TYPES', 'yarn_ms
            'RoutedExperts', 'DeepSeekMoE', 'load_imbalance', 'plot_expert_load', 'DeepSeekBlock', 'DeepSeek',
            'deepseek_param_counts', 'deepseek_config_from_hf', 'load_deepseek_hf_state_dict', 'deepseek_from_hf',
            'MTPModule', 'mtp_speculative_generate', 'arithmetic_problems', 'format_reward', 'answer_reward',
-           'group_advantages', 'grpo_loss', 'completion_mask', 'plot_grpo', 'grpo_step']
+           'group_advantages', 'grpo_loss', 'plot_grpo', 'grpo_step']
 
 # %% ../nbs/14_deepseek.ipynb #85440ad5
 BALANCING = ("none", "aux_loss", "bias")
@@ -814,18 +814,6 @@ def grpo_loss(logp: Tensor, old_logp: Tensor, ref_logp: Tensor | None, advantage
     return -objective, stats
 
 # %% ../nbs/14_deepseek.ipynb #696cc4c0
-def completion_mask(seqs: Tensor, prompt_len: int, stop_token: int) -> Tensor:
-    """`(N, L - 1)` mask over the targets of `seqs (N, L)` (as `token_logprobs` returns them): 1 for the answer's
-    tokens, from the first after the prompt up to and including the first `stop_token`, 0 elsewhere."""
-    check_tensor(seqs, "seqs", "completion_mask", ndim=2, floating=False)
-    ans = seqs[:, prompt_len:]                                                      # (N, L - P)
-    stop = (ans == stop_token).long()
-    before = (stop.cumsum(1) - stop) == 0                                           # up to the first stop, included
-    mask = torch.zeros(seqs.shape[0], seqs.shape[1] - 1, device=seqs.device)
-    mask[:, prompt_len - 1:] = before.float()
-    return mask
-
-
 def plot_grpo(history: dict, axes=None):
     "Held-out accuracy, mean reward and mean answer length against GRPO steps, from a history dict. Returns the axes."
     import matplotlib.pyplot as plt
@@ -867,7 +855,7 @@ def grpo_step(model: nn.Module, ref: nn.Module | None, optimizer: torch.optim.Op
     rewards = torch.tensor([reward(t, p) for t, p in zip(texts, [p for p in problems for _ in range(group_size)])])
     grouped = rewards.view(len(problems), group_size).float()                              # (P, G)
     adv = group_advantages(grouped, scale=scale_rewards).flatten()                         # (P G,)
-    mask = completion_mask(seqs, n, stop_token)                                             # (P G, L - 1)
+    mask = completion_mask(seqs, n, stop_token).float()                                     # (P G, L - 1)
     out = {"reward": float(rewards.mean()), "length": float(mask.sum(1).mean()), "kl": 0.0, "clipped": 0.0, "kept": 1.0}
     if dynamic_sampling:
         keep = (grouped.amax(1) > grouped.amin(1)).repeat_interleave(group_size)          # (P G,) informative groups

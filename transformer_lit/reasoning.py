@@ -14,7 +14,8 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from .assistant import ScalarHead, bradley_terry_loss, dpo_loss
+from .assistant import dpo_loss
+from .preference import ScalarHead, bradley_terry_loss
 from .attention import check_choice, check_float, check_int, check_tensor
 from .deepseek import grpo_step
 from .gpt import GPT, generate
