@@ -52,7 +52,7 @@ def test_help_imports_neither_torch_nor_a_plugin():
             "    assert e.code == 0, e.code\nprint(sorted(m for m in sys.modules if m == 'torch' or m.startswith('transformer_lit.')))")
     r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=ENV, timeout=60)
     assert r.returncode == 0, r.stderr
-    assert "chat" in r.stdout and "transformer_lit.assistant:chat_command" in r.stdout      # the plugin is listed ...
+    assert "chat" in r.stdout and "transformer_lit.chat:chat_command" in r.stdout      # the plugin is listed ...
     assert r.stdout.strip().splitlines()[-1] == "['transformer_lit.cli']"                    # ... but nothing is imported
 
 

@@ -2,7 +2,7 @@
 
 The chapter tests tiny models (width 64, 60 tokens). Here: a larger Llama-shaped model over a longer
 sequence with each RoPE scaling past its original context, bf16 folders, a folder without weights,
-and chapter 8's checkpoints of a `Llama`. Every model is built from a config made here; nothing is
+and chapter 9's checkpoints of a `Llama`. Every model is built from a config made here; nothing is
 downloaded.
 """
 from __future__ import annotations
@@ -18,7 +18,8 @@ transformers = pytest.importorskip("transformers")
 from transformer_lit.gpt import generate, perturb_, ragged_batch
 from transformer_lit.llama import (HF_ARCHITECTURES, Llama, LlamaConfig, llama_from_hf, llama_hf_state_dict,
                                    llama_to_hf)
-from transformer_lit.training import TrainConfig, Trainer, load_checkpoint
+from transformer_lit.checkpoint import Checkpoints, load_checkpoint
+from transformer_lit.training import TrainConfig, Trainer
 
 transformers.utils.logging.set_verbosity_error()
 transformers.utils.logging.disable_progress_bar()
@@ -111,7 +112,7 @@ def test_trainer_checkpoint_of_a_llama(tmp_path):
                       device="cpu", progress=False)
     torch.manual_seed(0)
     model = Llama(config)
-    Trainer(model, ids, ids, cfg, out_dir=tmp_path).fit()
+    Trainer(model, ids, ids, cfg, checkpoints=Checkpoints(tmp_path)).fit()
     info = load_checkpoint(tmp_path)
     assert info["model_config"] == asdict(config)
     again = Llama(LlamaConfig.from_dict(info["model_config"]))

@@ -35,13 +35,15 @@ def save_assistant(path, model: GPT, tok: ChatTokenizer, step: int = 0) -> Path:
 
 def load_assistant(path, device: str | torch.device = "cpu") -> tuple[GPT, ChatTokenizer]:
     """The model and chat tokenizer of an assistant checkpoint (or a run directory's latest), in eval mode:
-    chapter 9's `load_model`, which loads any checkpoint, plus the one check `transformer-lit chat` needs. A
+    chapter 9's `load_model`, which loads any checkpoint, after the one check `transformer-lit chat` needs. A
     checkpoint whose tokenizer has no chat template is refused with a `ValueError`."""
-    model, tok = load_model(path, device)
-    if not isinstance(tok, ChatTokenizer):
-        raise ValueError(f"load_assistant: {str(path)!r} has no chat template (its tokenizer: "
-                         f"{type(tok).__name__}); make an assistant checkpoint with save_assistant (chapter 13)")
-    return model, tok
+    info = load_checkpoint(path)                                      # verified; the weights are not read yet
+    d = info["tokenizer"]
+    if not isinstance(d, dict) or d.get("type") != "chat":
+        kind = "none" if d is None else f"one of type {d.get('type')!r}"
+        raise ValueError(f"load_assistant: {str(info['path'])!r} has no chat template (its tokenizer: {kind}); "
+                         f"make an assistant checkpoint with save_assistant (chapter 13)")
+    return load_model(info["path"], device)
 
 
 # %% ../nbs/13_assistant.ipynb #097fc292
