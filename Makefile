@@ -7,13 +7,16 @@ BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed-stamp
 QUICK_OUT := _build/quick
 
-.PHONY: book test lab export clean-nbs check-sync nbval quick-book pytest site-test benchmark lock clean help
+.PHONY: book test lab export clean-nbs check-sync nbval quick-book pytest site-test benchmark lock clean help \
+        translations check-translations notebooks-zh
 
 help:
 	@echo "make book   - set up .venv, export, execute every notebook (full settings), build _build/html"
 	@echo "make test   - set up .venv, then: package/notebook sync, nbval, quick book build (-W), tests/"
 	@echo "make lab    - set up .venv and open JupyterLab on nbs/"
 	@echo "make export - write transformer_lit/ from the notebooks;  make clean-nbs - strip outputs/metadata"
+	@echo "make translations - after editing English text: refresh locales/zh_CN (new/changed messages to translate)"
+	@echo "make notebooks-zh - write nbs_zh/: the chapter notebooks with Chinese markdown, to open in JupyterLab"
 
 $(STAMP): requirements.lock pyproject.toml
 	@test -n "$(PYTHON)" || { echo "error: Python 3.11 not found (set PYTHON=...)"; exit 1; }
@@ -32,15 +35,31 @@ clean-nbs: $(STAMP)
 
 # tools/book_cache.py first drops the cached outputs of every notebook whose imported modules, data or
 # mode changed since the last build (jupyter-cache alone keys a notebook on its own code cells only).
+# The Chinese site is the same build with the catalogs of locales/zh_CN: it reuses the English build's
+# executed notebooks (same code cells, same jupyter-cache) and lands in _build/html/zh_CN/.
 book: $(STAMP) export
 	$(BIN)/python tools/book_cache.py
 	$(BIN)/jupyter-book build . -W -n --keep-going
+	$(BIN)/python tools/i18n.py config > .zh_config.yml
+	$(BIN)/jupyter-book build . -W -n --keep-going --config .zh_config.yml --path-output _build/zh_CN
+	rm -rf _build/html/zh_CN && cp -r _build/zh_CN/_build/html _build/html/zh_CN
 	@echo ""
-	@echo "Book built. Open: file://$(CURDIR)/_build/html/index.html"
+	@echo "Book built. Open: file://$(CURDIR)/_build/html/index.html (中文版: _build/html/zh_CN/index.html)"
+
+# After editing English text: extract the messages again and merge them into locales/zh_CN (a changed
+# message turns fuzzy, a new one is added empty); then translate what `check-translations` lists.
+translations: $(STAMP)
+	$(BIN)/python tools/i18n.py update
+
+notebooks-zh: $(STAMP)
+	$(BIN)/python tools/i18n.py notebooks nbs_zh
 
 # ---- tests -------------------------------------------------------------------------------
 check-sync: $(STAMP)
 	$(BIN)/python tools/check_sync.py
+
+check-translations: $(STAMP)
+	$(BIN)/python tools/i18n.py check
 
 nbval: $(STAMP)
 	TRANSFORMER_LIT_QUICK=1 $(BIN)/python -m pytest -p no:cacheprovider --nbval-lax --nbval-current-env nbs/
@@ -52,11 +71,14 @@ quick-book: $(STAMP)
 	sed 's/^  execute_notebooks: cache/  execute_notebooks: "off"/' _config.yml > .quick_config.yml
 	grep -q 'execute_notebooks: "off"' .quick_config.yml
 	$(BIN)/jupyter-book build . -W -n --keep-going --config .quick_config.yml --path-output $(QUICK_OUT)
+	$(BIN)/python tools/i18n.py config --quick > .zh_config.yml
+	$(BIN)/jupyter-book build . -W -n --keep-going --config .zh_config.yml --path-output $(QUICK_OUT)/zh_CN
+	rm -rf $(QUICK_OUT)/_build/html/zh_CN && cp -r $(QUICK_OUT)/zh_CN/_build/html $(QUICK_OUT)/_build/html/zh_CN
 
 pytest: $(STAMP)
 	TRANSFORMER_LIT_QUICK=1 TRANSFORMER_LIT_SITE=$(QUICK_OUT)/_build/html $(BIN)/python -m pytest -p no:cacheprovider tests/
 
-test: check-sync nbval quick-book pytest
+test: check-sync check-translations nbval quick-book pytest
 	@echo "All tests passed."
 
 # The browser test against the full book (run by .ci/run after `make book`).

@@ -13,6 +13,12 @@ a desktop width (1280 px) and once at a phone's (390 px), and checks that
 - the site's search finds the attention chapter for "attention" and the glossary for "注意力";
 - each glossary entry's link lands on the section it names (the browser scrolls the section into view).
 
+All of this holds for the Chinese edition too, built beside the English one in `zh_CN/`: every page of
+the toc exists in Chinese and is reached from the Chinese navigation, its internal links stay in the
+Chinese site, its CJK text is drawn with a font that has the glyphs (Chromium's own report of the fonts
+it used, checked against fontconfig's list of fonts for Chinese), every page links its twin in the
+other language and back, and the Chinese search finds 注意力, 多头注意力 and 位置编码 on their chapters.
+
 The site is read from $TRANSFORMER_LIT_SITE (default _build/html): the quick book of `make test`
 (built without execution) or the executed book of `make book`. In the executed book
 ($TRANSFORMER_LIT_SITE_EXECUTED=1) every chapter that draws figures must show them.
@@ -46,9 +52,18 @@ def _need(condition: bool, reason: str):
         pytest.skip(reason)
 
 
-def _pages() -> list[Path]:
+LANGS = {"en": SITE, "zh_CN": SITE / "zh_CN"}         # the Chinese edition sits inside the English site
+
+
+def _pages(site: Path = SITE) -> list[Path]:
     "The built pages of the toc (a stale page left in the build folder by an older toc is not the book's)."
-    return [SITE / f"{f}.html" for f in _toc_files() if (SITE / f"{f}.html").is_file()]
+    return [site / f"{f}.html" for f in _toc_files() if (site / f"{f}.html").is_file()]
+
+
+@pytest.fixture(scope="module", params=list(LANGS))
+def site(request) -> Path:
+    "The root of one language's site: the English book, then its Chinese edition."
+    return LANGS[request.param]
 
 
 @pytest.fixture(scope="module")
@@ -115,10 +130,10 @@ def test_results_page_quotes_its_chapters():
     assert not stale, "results.md quotes figures its chapters no longer state:\n" + "\n".join(stale)
 
 
-def test_site_has_every_page_of_the_toc():
-    _need(SITE.is_dir(), f"no built site at {SITE}")
-    missing = [f for f in _toc_files() if not (SITE / f"{f}.html").is_file()]
-    assert not missing, f"pages listed in _toc.yml but not built under {SITE}: {missing}"
+def test_site_has_every_page_of_the_toc(site):
+    _need(site.is_dir(), f"no built site at {site}")
+    missing = [f for f in _toc_files() if not (site / f"{f}.html").is_file()]
+    assert not missing, f"pages listed in _toc.yml but not built under {site}: {missing}"
 
 
 # Text that MathJax would have replaced had it run: $$...$$, \( \), \[ \], or a bare TeX command.
@@ -159,9 +174,10 @@ _INSPECT = """() => {
         untypeset: [...document.querySelectorAll('.math')].filter(e => !e.querySelector('mjx-container')).length,
         merror: document.querySelectorAll('mjx-merror').length,
         images: [...document.images].map(i => [i.getAttribute('src'), i.complete && i.naturalWidth > 0]),
-        links: [...document.querySelectorAll('a[href]')].map(a => a.href),
+        links: [...document.querySelectorAll('a[href]:not(.lang-switch-link)')].map(a => a.href),
+        twin: [...document.querySelectorAll('a.lang-switch-link')].map(a => a.href),
         chapter_links: [...document.querySelectorAll('main a.reference.internal')]
-            .filter(a => /^(chapters? )?\\d+$/i.test(a.innerText.trim())).map(a => [a.href, a.innerText.trim()]),
+            .filter(a => /^(chapters? |第 ?)?\\d+( ?章)?$/i.test(a.innerText.trim())).map(a => [a.href, a.innerText.trim()]),
         title: (document.querySelector('main h1') || {innerText: ''}).innerText.replace(/#$/, '').trim(),
         ids: [...document.querySelectorAll('[id]')].map(e => e.id),
         nav: [...document.querySelectorAll('nav.bd-docs-nav a[href]')].map(a => a.href),
@@ -192,11 +208,12 @@ def _visit(browser, path: Path, width: int) -> dict:
 
 
 @pytest.fixture(scope="module")
-def visits(browser) -> dict[tuple[str, int], dict]:
+def visits(browser, site) -> dict[tuple[str, int], dict]:
     "Every page of the toc, visited once at each width: {(page relative to the site, width): facts}."
-    pages = _pages()
-    assert pages, f"no pages under {SITE}"
-    return {(p.relative_to(SITE).as_posix(), w): _visit(browser, p, w) for p in pages for w in WIDTHS}
+    _need(site.is_dir(), f"no built site at {site}")
+    pages = _pages(site)
+    assert pages, f"no pages under {site}"
+    return {(p.relative_to(site).as_posix(), w): _visit(browser, p, w) for p in pages for w in WIDTHS}
 
 
 def test_every_page_renders(visits):
@@ -222,15 +239,15 @@ def test_every_page_renders(visits):
     assert not problems, "\n".join(problems)
 
 
-def test_every_toc_page_is_in_the_navigation(visits):
+def test_every_toc_page_is_in_the_navigation(visits, site):
     "The sidebar of the first page links every page of the toc (so every page can be reached by clicking)."
     start = visits[("intro.html", WIDTHS[0])]
-    linked = {_site_path(url)[0] for url in start["nav"]}
+    linked = {_site_path(url, site)[0] for url in start["nav"]}
     missing = [f for f in _toc_files()[1:] if f"{f}.html" not in linked]
     assert not missing, f"pages of _toc.yml that the navigation does not link: {missing}"
 
 
-def _site_path(url: str) -> tuple[str | None, str]:
+def _site_path(url: str, site: Path = SITE) -> tuple[str | None, str]:
     "(path relative to the site, fragment) of a file:// URL inside the site; (None, '') for any other URL."
     from urllib.parse import unquote, urlsplit
     parts = urlsplit(url)
@@ -238,41 +255,44 @@ def _site_path(url: str) -> tuple[str | None, str]:
         return None, ""
     path = Path(unquote(parts.path))
     try:
-        return path.relative_to(SITE).as_posix(), unquote(parts.fragment)
+        relative = path.relative_to(site).as_posix()
     except ValueError:
         return None, ""
+    if site == SITE and relative.startswith("zh_CN/"):
+        return None, ""                      # the English site's view: the Chinese edition is another site
+    return relative, unquote(parts.fragment)
 
 
-def _ids_of(relative: str, visits: dict) -> set[str]:
+def _ids_of(relative: str, visits: dict, site: Path = SITE) -> set[str]:
     if (relative, WIDTHS[0]) in visits:
         return set(visits[(relative, WIDTHS[0])]["ids"])
-    text = (SITE / relative).read_text(encoding="utf-8", errors="replace")
+    text = (site / relative).read_text(encoding="utf-8", errors="replace")
     return set(re.findall(r"""\sid=["']([^"']+)["']""", text))
 
 
-def test_every_internal_link_resolves(visits):
-    "Every link of every page to a file of the site finds the file, and the anchor it names on it."
+def test_every_internal_link_resolves(visits, site):
+    "Every link of every page to a file of its own language's site finds the file and the anchor it names."
     problems, checked = set(), 0
     for (name, width), f in visits.items():
         if width != WIDTHS[0]:
             continue
         for url in f["links"]:
-            if url.startswith("file:") and _site_path(url)[0] is None:
+            if url.startswith("file:") and _site_path(url, site)[0] is None:
                 problems.add(f"{name}: link leaves the site: {url}")
                 continue
-            target, fragment = _site_path(url)
+            target, fragment = _site_path(url, site)
             if target is None:
                 continue                     # http(s), mailto: not ours to check offline
             checked += 1
-            if not (SITE / target).is_file():
+            if not (site / target).is_file():
                 problems.add(f"{name}: link to a missing file: {target}")
-            elif fragment and target.endswith(".html") and fragment not in _ids_of(target, visits):
+            elif fragment and target.endswith(".html") and fragment not in _ids_of(target, visits, site):
                 problems.add(f"{name}: link to a missing anchor: {target}#{fragment}")
     print(f"checked {checked} internal links")
     assert not problems, "\n".join(sorted(problems))
 
 
-def test_chapter_numbers_in_links_match_their_targets(visits):
+def test_chapter_numbers_in_links_match_their_targets(visits, site):
     "A cross-reference written as \"chapter 5\" ({doc}`chapter 5 <05_encoder>`) leads to the page titled \"5. ...\"."
     titles = {name: f["title"] for (name, width), f in visits.items()}
     problems, checked = [], 0
@@ -280,7 +300,7 @@ def test_chapter_numbers_in_links_match_their_targets(visits):
         if width != WIDTHS[0]:
             continue
         for url, text in f["chapter_links"]:
-            target, _ = _site_path(url)
+            target, _ = _site_path(url, site)
             if not (target or "").startswith("nbs/"):
                 continue                        # a citation's year, say
             number = re.search(r"\d+", text).group(0)
@@ -303,33 +323,89 @@ def test_no_page_scrolls_sideways_or_clips_a_formula(visits):
     assert not problems, "\n".join(problems)
 
 
-def _search(browser, query: str) -> list[str]:
+def _search(browser, query: str, site: Path = SITE) -> list[str]:
     "The result pages (relative to the site) that the built site's own search lists for `query`."
     from urllib.parse import quote
     page = browser.new_page()
-    page.goto((SITE / "search.html").as_uri() + "?q=" + quote(query), wait_until="load")
-    page.wait_for_function("""() => { const s = document.querySelector('#search-results .search-summary, #search-results p');
-                                      return s && /found|did not match|no pages/i.test(s.innerText); }""", timeout=30000)
+    page.goto((site / "search.html").as_uri() + "?q=" + quote(query), wait_until="load")
+    # Sphinx's search writes a summary paragraph when it is done (in the page's language).
+    page.wait_for_function("""() => { const s = document.querySelector('#search-results p.search-summary');
+                                      return s && s.innerText.trim().length > 0 && !/^(Searching|搜索中)/.test(s.innerText.trim()); }""",
+                           timeout=30000)
     hrefs = page.evaluate("() => [...document.querySelectorAll('#search-results ul.search li a')].map(a => a.href)")
     page.close()
-    return [_site_path(h)[0] for h in hrefs]
+    return [_site_path(h, site)[0] for h in hrefs]
 
 
-@pytest.mark.parametrize("query, expected", [("attention", "nbs/01_attention.html"), ("注意力", "glossary.html")])
-def test_search_finds(browser, query, expected):
-    results = _search(browser, query)
-    assert expected in results, f"searching {query!r} does not list {expected}: {results[:10]}"
+@pytest.mark.parametrize("lang, query, expected", [
+    ("en", "attention", "nbs/01_attention.html"), ("en", "注意力", "glossary.html"),
+    ("zh_CN", "注意力", "nbs/01_attention.html"), ("zh_CN", "多头注意力", "nbs/03_multi_head.html"),
+    ("zh_CN", "位置编码", "nbs/04_positional_encoding.html")])
+def test_search_finds(browser, lang, query, expected):
+    _need(LANGS[lang].is_dir(), f"no built site at {LANGS[lang]}")
+    results = _search(browser, query, LANGS[lang])
+    assert expected in results, f"searching {query!r} in the {lang} site does not list {expected}: {results[:10]}"
 
 
-def test_glossary_links_land_on_their_sections(browser):
+def test_every_page_links_its_twin(visits, site):
+    "Each page links the same page in the other language, and that page links back."
+    other = LANGS["zh_CN"] if site == SITE else SITE
+    problems = []
+    for (name, width), f in visits.items():
+        if width != WIDTHS[0]:
+            continue
+        twins = [_site_path(u, other)[0] for u in f["twin"]]
+        if twins != [name]:
+            problems.append(f"{name}: links to its twin {f['twin']} (expected {other / name})")
+        elif not (other / name).is_file():
+            problems.append(f"{name}: its twin {other / name} does not exist")
+    assert not problems, "\n".join(problems)
+
+
+def _cjk_font_families() -> set[str]:
+    "Font families that fontconfig says cover Chinese (`fc-list :lang=zh family`)."
+    import subprocess
+    out = subprocess.run(["fc-list", ":lang=zh", "family"], capture_output=True, text=True).stdout
+    return {name.strip() for line in out.splitlines() for name in line.split(",") if name.strip()}
+
+
+def test_chinese_text_has_a_font_with_its_glyphs(browser):
+    """The Chinese chapter's prose is drawn with a font that has CJK glyphs (no tofu boxes): Chromium
+    reports the platform fonts it used for a paragraph, and one of them must be a Chinese font."""
+    zh = LANGS["zh_CN"]
+    _need((zh / "nbs" / "01_attention.html").is_file(), f"no Chinese site at {zh}")
+    families = _cjk_font_families()
+    _need(bool(families) or IN_CI, "no font for Chinese installed (Debian: fonts-noto-cjk)")
+    assert families, "fontconfig lists no font for Chinese: install fonts-noto-cjk"
+    page = browser.new_page()
+    page.goto((zh / "nbs" / "01_attention.html").as_uri(), wait_until="load")
+    cdp = page.context.new_cdp_session(page)
+    cdp.send("DOM.enable")
+    cdp.send("CSS.enable")
+    root = cdp.send("DOM.getDocument")["root"]["nodeId"]
+    used: dict[str, int] = {}
+    for selector in ("main h1", "main section p"):
+        node = cdp.send("DOM.querySelector", {"nodeId": root, "selector": selector})["nodeId"]
+        assert node, f"no {selector} on the Chinese chapter 1"
+        for font in cdp.send("CSS.getPlatformFontsForNode", {"nodeId": node})["fonts"]:
+            used[font["familyName"]] = used.get(font["familyName"], 0) + font["glyphCount"]
+    text = page.inner_text("main section p")
+    page.close()
+    assert re.search(r"[\u4e00-\u9fff]", text), f"the Chinese chapter's first paragraph has no Chinese: {text[:80]!r}"
+    cjk = {f: n for f, n in used.items() if f in families and n > 0}
+    assert cjk, f"Chinese text drawn with {used}, none of them a font for Chinese ({sorted(families)[:5]})"
+
+
+def test_glossary_links_land_on_their_sections(browser, site):
     "Each glossary entry links a chapter's section; opening the link scrolls that section into view."
+    _need(site.is_dir(), f"no built site at {site}")
     glossary = browser.new_page()
-    glossary.goto((SITE / "glossary.html").as_uri(), wait_until="load")
+    glossary.goto((site / "glossary.html").as_uri(), wait_until="load")
     hrefs = glossary.evaluate("() => [...document.querySelectorAll('dl.glossary dd a.reference.internal')].map(a => a.href)")
     glossary.close()
     targets: dict[str, list[str]] = {}
     for h in hrefs:
-        page, fragment = _site_path(h)
+        page, fragment = _site_path(h, site)
         if fragment:
             targets.setdefault(page, []).append(fragment)
     assert len(targets) >= 10, f"the glossary links sections of only {len(targets)} pages: {hrefs[:5]}"
@@ -337,7 +413,7 @@ def test_glossary_links_land_on_their_sections(browser):
     page = browser.new_page(viewport={"width": 1280, "height": 900})
     for target, fragments in targets.items():
         for fragment in fragments:
-            page.goto((SITE / target).as_uri() + "#" + fragment, wait_until="load")
+            page.goto((site / target).as_uri() + "#" + fragment, wait_until="load")
             where = page.evaluate("""(id) => { const e = document.getElementById(id);
                 if (!e) return null;
                 const h = e.querySelector('h1, h2, h3, h4') || e;
@@ -350,7 +426,7 @@ def test_glossary_links_land_on_their_sections(browser):
     assert not problems, "\n".join(problems)
 
 
-def test_every_chapter_shows_its_figures(browser):
+def test_every_chapter_shows_its_figures(browser, site):
     if not EXECUTED:
         pytest.skip("the quick book of `make test` is built without executing the notebooks: no figures to check")
     problems, counts = [], {}
@@ -359,7 +435,7 @@ def test_every_chapter_shows_its_figures(browser):
         if not notebook.is_file() or not (expected := _figure_cells(notebook)):
             continue
         page = browser.new_page()
-        page.goto((SITE / f"{f}.html").as_uri(), wait_until="load")
+        page.goto((site / f"{f}.html").as_uri(), wait_until="load")
         shown = page.evaluate("""() => [...document.querySelectorAll('.cell_output img')]
                                  .filter(i => i.complete && i.naturalWidth > 0).length""")
         page.close()
@@ -371,9 +447,10 @@ def test_every_chapter_shows_its_figures(browser):
     assert not problems, "\n".join(problems)
 
 
-def test_chapter_one_shows_formulas_and_figures(browser):
+def test_chapter_one_shows_formulas_and_figures(browser, site):
+    _need(site.is_dir(), f"no built site at {site}")
     page = browser.new_page()
-    page.goto((SITE / "nbs" / "01_attention.html").as_uri(), wait_until="load")
+    page.goto((site / "nbs" / "01_attention.html").as_uri(), wait_until="load")
     page.wait_for_function("() => window.MathJax && MathJax.startup && MathJax.startup.promise", timeout=30000)
     page.evaluate("() => MathJax.startup.promise")
     assert page.locator("mjx-container").count() >= 20
