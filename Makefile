@@ -67,12 +67,19 @@ nbval: $(STAMP)
 # The quick book checks that every page builds with -W and renders in a browser. It does not execute
 # the notebooks again (nbval just did, and executing twice would double the test time): the executed
 # book, with its figures and the cells that assert published results, is `make book`, which CI runs.
+# The two languages build side by side (one process each, so the two cores are both used); the Chinese
+# build's log is printed if it fails.
 quick-book: $(STAMP)
 	sed 's/^  execute_notebooks: cache/  execute_notebooks: "off"/' _config.yml > .quick_config.yml
 	grep -q 'execute_notebooks: "off"' .quick_config.yml
-	$(BIN)/jupyter-book build . -W -n --keep-going --config .quick_config.yml --path-output $(QUICK_OUT)
 	$(BIN)/python tools/i18n.py config --quick > .zh_config.yml
-	$(BIN)/jupyter-book build . -W -n --keep-going --config .zh_config.yml --path-output $(QUICK_OUT)/zh_CN
+	mkdir -p $(QUICK_OUT)
+	$(BIN)/jupyter-book build . -W -n --keep-going --config .zh_config.yml --path-output $(QUICK_OUT)/zh_CN \
+	    > $(QUICK_OUT)/zh_CN.log 2>&1 & zh=$$!; \
+	$(BIN)/jupyter-book build . -W -n --keep-going --config .quick_config.yml --path-output $(QUICK_OUT); en=$$?; \
+	wait $$zh; z=$$?; tail -3 $(QUICK_OUT)/zh_CN.log; \
+	[ $$z -eq 0 ] || { echo "== the Chinese build failed:"; grep -E "WARNING|ERROR" $(QUICK_OUT)/zh_CN.log | head -50; }; \
+	[ $$en -eq 0 ] && [ $$z -eq 0 ]
 	rm -rf $(QUICK_OUT)/_build/html/zh_CN && cp -r $(QUICK_OUT)/zh_CN/_build/html $(QUICK_OUT)/_build/html/zh_CN
 
 pytest: $(STAMP)

@@ -117,6 +117,9 @@ def update(args) -> None:
             po.unlink()                                   # a page that left the book, or the API reference
         else:
             prefill(po)
+    for d in sorted(CATALOGS.rglob("*"), reverse=True):
+        if d.is_dir() and not any(d.iterdir()):
+            d.rmdir()
     check(args, exit_on_error=False)
 
 
@@ -137,6 +140,8 @@ def problems() -> list[str]:
                 out.append(f"{page}: fuzzy (the English changed): {m.id[:100]!r}")
             elif not m.string and needs_translation(m.id):
                 out.append(f"{page}: untranslated: {m.id[:100]!r}")
+            elif m.string and (bad := markup_errors(m.id, m.string)):
+                out.append(f"{page}: the translation breaks the markup ({'; '.join(bad)}): {m.id[:100]!r}")
     return out
 
 
@@ -170,7 +175,7 @@ _LOCATION = re.compile(r"^(.*\.ipynb):(\d+)$")
 def translate_notebook(nb_path: Path, po_path: Path) -> dict:
     """The notebook with each markdown cell's messages replaced by their translations; code untouched.
 
-    myst-nb numbers a notebook's lines as `cell * 10000 + line`, so each message's location in the
+    myst-nb numbers a notebook's lines as `(cell + 1) * 10000 + line`, so each message's location in the
     catalog names the cell it came from; inside that cell the English text is found (line breaks may
     differ) and replaced, last message first so earlier offsets stay valid."""
     nb = json.loads(nb_path.read_text(encoding="utf-8"))
@@ -182,7 +187,7 @@ def translate_notebook(nb_path: Path, po_path: Path) -> dict:
             continue
         for loc, line in m.locations:
             if loc.endswith(nb_path.name) and line:
-                by_cell.setdefault(int(line) // 10000, []).append((int(line) % 10000, m.id, m.string))
+                by_cell.setdefault(int(line) // 10000 - 1, []).append((int(line) % 10000, m.id, m.string))
     for i, cell in enumerate(nb["cells"]):
         if cell["cell_type"] != "markdown" or i not in by_cell:
             continue
@@ -213,27 +218,59 @@ def notebooks(args) -> None:
         print(f"{out / nb_path.name}")
 
 
-_MATH = re.compile(r"\$\$.*?\$\$|\$[^$]+\$", re.S)
-_ROLE = re.compile(r"\{([a-z:]+)\}`([^`]*)`")
-_CODE = re.compile(r"(?<![}`])`([^`]+)`")
-_LINK = re.compile(r"\]\(([^)\s]*)\)")
+# One left-to-right scan, so that a `{` inside a code span is not read as a role, nor a `$` as maths.
+_TOKEN = re.compile(r"(?P<formula>\$\$.*?\$\$|\$[^$\n]+\$)|\{(?P<role>[a-z:]+)\}`(?P<body>[^`]*)`|`(?P<code>[^`]+)`"
+                    r"|\]\((?P<link>[^)\s]*)\)", re.S)
 
 
 def markup(text: str) -> dict[str, list[str]]:
-    """What a translation must keep: formulas, code spans, link targets, numbers and each role's target.
+    """What a translation must keep: formulas, code spans, link targets, numbers, emphasis, role targets.
 
     `{term}`attention`` and `{term}`注意力 <attention>`` have the same target, so a translation may (and
     should) give a role its Chinese text; `{cite:p}`vaswani2017`` must stay as it is."""
-    def target(role, body):
-        m = re.search(r"<([^<>]+)>\s*$", body)
-        return f"{role}:{(m.group(1) if m else body).strip().lower() if role == 'term' else (m.group(1) if m else body).strip()}"
-    no_math = _MATH.sub(" ", text)
-    roles = [target(r, b) for r, b in _ROLE.findall(no_math)]
-    plain = _CODE.sub(" ", _ROLE.sub(" ", no_math))
-    plain = re.sub(r"\]\([^)]*\)", "]", plain)
-    return {"formulas": sorted(_MATH.findall(text)), "roles": sorted(roles),
-            "code": sorted(_CODE.findall(_ROLE.sub(" ", no_math))), "links": sorted(_LINK.findall(no_math)),
-            "numbers": sorted(re.findall(r"\d+(?:[.,]\d+)*", plain))}
+    found = {"formulas": [], "roles": [], "code": [], "links": [], "numbers": []}
+    plain = []
+    last = 0
+    for m in _TOKEN.finditer(text):
+        plain.append(text[last:m.start()])
+        last = m.end()
+        if m.group("formula"):
+            found["formulas"].append(m.group("formula"))
+        elif m.group("role"):
+            role, body = m.group("role"), m.group("body")
+            t = re.search(r"<([^<>]+)>\s*$", body)
+            target = (t.group(1) if t else body).strip()
+            found["roles"].append(f"{role}:{target.lower() if role == 'term' else target}")
+        elif m.group("code") is not None:
+            found["code"].append(m.group("code"))
+        else:
+            found["links"].append(m.group("link"))
+    plain.append(text[last:])
+    found["numbers"] = re.findall(r"\d+(?:[.,]\d+)*", " ".join(plain))
+    found["emphasis"] = _emphasis(text)
+    return {k: sorted(v) for k, v in found.items()}
+
+
+_MD = None
+
+
+def _emphasis(text: str) -> list[str]:
+    """Bold and italic spans as Markdown parses them, and any `*` left as a literal character: in Chinese,
+    `**` next to a full-width character or a role often does not open or close, and shows as stars."""
+    global _MD
+    if _MD is None:
+        from markdown_it import MarkdownIt
+        from mdit_py_plugins.dollarmath import dollarmath_plugin
+        from mdit_py_plugins.myst_role import myst_role_plugin
+        _MD = MarkdownIt("commonmark").use(myst_role_plugin).use(dollarmath_plugin)
+    out = []
+    for token in _MD.parseInline(text):
+        for child in token.children or []:
+            if child.type in ("strong_open", "em_open"):
+                out.append(child.type[:-5])
+            elif child.type == "text" and "*" in child.content:
+                out.append("literal *")
+    return out
 
 
 def markup_errors(msgid: str, msgstr: str) -> list[str]:
@@ -301,7 +338,7 @@ def fill(args) -> None:
     tmp.replace(po)
     for e in errors:
         print("refused:", e)
-    print(f"{n} translations written to {po.relative_to(ROOT)}; {len(errors)} refused")
+    print(f"{n} translations written to {po}; {len(errors)} refused")
     if errors:
         sys.exit(1)
 
