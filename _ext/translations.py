@@ -2,11 +2,13 @@
 
 The English pages are the source; the Chinese site is the same build with `language = "zh_CN"` and the
 message catalogs in `locales/zh_CN/LC_MESSAGES/` (Sphinx's own gettext machinery, see `tools/i18n.py`).
-This extension adds the two things Sphinx leaves out:
+This extension adds what Sphinx leaves out:
 
 - **Stale is an error.** In a translated build, every message of a page that needs translation and did
   not get one (missing from the catalog, empty, or fuzzy because its English changed) is reported as a
   warning naming the page and the sentence; the book builds with `-W`, so the build fails.
+- **Anchors stay English.** A section's anchor comes from its English heading on both sites, so a
+  link to a section resolves in both languages (see `KeepHeadingAnchors`).
 - **A link to the twin page.** Every page gets a visible link to the same page in the other language:
   English pages live in `_build/html/`, Chinese pages in `_build/html/zh_CN/`.
 """
@@ -56,6 +58,22 @@ class ReportUntranslated(SphinxTransform):
                            self.env.docname, msg[:120], location=node, type="translations", subtype="stale")
 
 
+class KeepHeadingAnchors(SphinxTransform):
+    """Keep a translated page's heading anchors those of its English source.
+
+    Sphinx translates a title by parsing the translation as a heading of its own; MyST then records that
+    lone heading's anchor as *the page's* anchors (`env.metadata[doc]["myst_slugs"]`), and every link to
+    a section of the page (`[](nbs/03_multi_head.ipynb#the-layer)`) would stop resolving. The page's
+    own parse left the full, English set on the document: put it back after the translation."""
+
+    default_priority = 21
+
+    def apply(self, **kwargs) -> None:
+        slugs = getattr(self.document, "myst_slugs", None)
+        if slugs and self.config.language not in (None, "", "en"):
+            self.env.metadata[self.env.docname]["myst_slugs"] = slugs
+
+
 def twin_link(app, pagename, templatename, context, doctree):
     """Put a link to the same page in the other language at the top of every page."""
     if doctree is None or "body" not in context:
@@ -79,5 +97,6 @@ def interface_strings(app, config):
 def setup(app):
     app.connect("config-inited", interface_strings)
     app.add_transform(ReportUntranslated)
+    app.add_transform(KeepHeadingAnchors)
     app.connect("html-page-context", twin_link)
     return {"parallel_read_safe": True, "parallel_write_safe": True, "version": "1.0"}
