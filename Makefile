@@ -61,8 +61,11 @@ check-sync: $(STAMP)
 check-translations: $(STAMP)
 	$(BIN)/python tools/i18n.py check
 
+# Two notebooks at a time (pytest-xdist; `loadscope` keeps each notebook's cells in order on one worker),
+# one thread each: the two cores both work and do not fight over threads.
 nbval: $(STAMP)
-	TRANSFORMER_LIT_QUICK=1 $(BIN)/python -m pytest -p no:cacheprovider --nbval-lax --nbval-current-env nbs/
+	TRANSFORMER_LIT_QUICK=1 OMP_NUM_THREADS=1 $(BIN)/python -m pytest -p no:cacheprovider --nbval-lax --nbval-current-env \
+	    -n 2 --dist loadscope nbs/
 
 # The quick book checks that every page builds with -W and renders in a browser. It does not execute
 # the notebooks again (nbval just did, and executing twice would double the test time): the executed

@@ -74,6 +74,36 @@ class KeepHeadingAnchors(SphinxTransform):
             self.env.metadata[self.env.docname]["myst_slugs"] = slugs
 
 
+class TranslateToctreeCaptions(SphinxTransform):
+    """Translate the part captions of the navigation (`caption:` in `_toc.yml`).
+
+    sphinx-external-toc inserts the toctrees from `_toc.yml` at priority 100, after Sphinx's own
+    translation pass (20), so their captions would stay English; the gettext builder does extract them
+    (into the root page's catalog), and this pass applies their translations."""
+
+    default_priority = 101
+
+    def apply(self, **kwargs) -> None:
+        if self.config.language in (None, "", "en"):
+            return
+        from os import path
+        from sphinx import addnodes
+        from sphinx.locale import init as init_locale
+        from sphinx.util.i18n import docname_to_domain
+        domain = docname_to_domain(self.env.docname, self.config.gettext_compact)
+        dirs = [path.join(self.env.srcdir, d) for d in self.config.locale_dirs]
+        catalog, found = init_locale(dirs, self.config.language, domain)
+        if not found:
+            return
+        for node in self.document.findall(addnodes.toctree):
+            raw = node.get("rawcaption")
+            if raw and (text := catalog.gettext(raw)) != raw:
+                node["caption"] = text
+            elif raw and needs_translation(raw):
+                logger.warning("untranslated or stale message in %s (run `make translations`): %r",
+                               self.env.docname, raw, type="translations", subtype="stale")
+
+
 def twin_link(app, pagename, templatename, context, doctree):
     """Put a link to the same page in the other language at the top of every page."""
     if doctree is None or "body" not in context:
@@ -98,5 +128,6 @@ def setup(app):
     app.connect("config-inited", interface_strings)
     app.add_transform(ReportUntranslated)
     app.add_transform(KeepHeadingAnchors)
+    app.add_transform(TranslateToctreeCaptions)
     app.connect("html-page-context", twin_link)
     return {"parallel_read_safe": True, "parallel_write_safe": True, "version": "1.0"}
