@@ -85,8 +85,10 @@ quick-book: $(STAMP)
 	[ $$en -eq 0 ] && [ $$z -eq 0 ]
 	rm -rf $(QUICK_OUT)/_build/html/zh_CN && cp -r $(QUICK_OUT)/zh_CN/_build/html $(QUICK_OUT)/_build/html/zh_CN
 
+# Two test files at a time (the browser test beside the rest), one thread each.
 pytest: $(STAMP)
-	TRANSFORMER_LIT_QUICK=1 TRANSFORMER_LIT_SITE=$(QUICK_OUT)/_build/html $(BIN)/python -m pytest -p no:cacheprovider tests/
+	TRANSFORMER_LIT_QUICK=1 OMP_NUM_THREADS=1 TRANSFORMER_LIT_SITE=$(QUICK_OUT)/_build/html $(BIN)/python -m pytest \
+	    -p no:cacheprovider -n 2 --dist loadfile tests/
 
 test: check-sync check-translations nbval quick-book pytest
 	@echo "All tests passed."
