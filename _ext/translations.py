@@ -64,14 +64,23 @@ class KeepHeadingAnchors(SphinxTransform):
     Sphinx translates a title by parsing the translation as a heading of its own; MyST then records that
     lone heading's anchor as *the page's* anchors (`env.metadata[doc]["myst_slugs"]`), and every link to
     a section of the page (`[](nbs/03_multi_head.ipynb#the-layer)`) would stop resolving. The page's
-    own parse left the full, English set on the document: put it back after the translation."""
+    own parse left the full, English set on the document: put it back after the translation, with each
+    anchor's link text the translated title."""
 
     default_priority = 21
 
     def apply(self, **kwargs) -> None:
         slugs = getattr(self.document, "myst_slugs", None)
-        if slugs and self.config.language not in (None, "", "en"):
-            self.env.metadata[self.env.docname]["myst_slugs"] = slugs
+        if not slugs or self.config.language in (None, "", "en"):
+            return
+        titles = {}                                           # section id -> its (translated) title
+        for section in self.document.findall(nodes.section):
+            if section.children and isinstance(section[0], nodes.title):
+                for id_ in section["ids"]:
+                    titles[id_] = section[0].astext()
+        # A link with no text of its own, [](page#anchor), shows the section's title: the translated one.
+        self.env.metadata[self.env.docname]["myst_slugs"] = {
+            slug: (line, id_, titles.get(id_, text)) for slug, (line, id_, text) in slugs.items()}
 
 
 class TranslateToctreeCaptions(SphinxTransform):

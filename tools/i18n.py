@@ -65,6 +65,8 @@ def translated_config(quick: bool = False) -> str:
     conf = cfg["sphinx"]["config"]
     conf["language"] = LANG
     conf["html_search_language"] = "zh"          # Sphinx segments Chinese words for its search with jieba
+    conf["nb_code_prompt_show"] = "显示代码"      # myst-nb's button on a collapsed cell (English: "Show code cell source")
+    conf["nb_code_prompt_hide"] = "隐藏代码"
     return yaml.safe_dump(cfg, allow_unicode=True, sort_keys=False)
 
 
