@@ -66,8 +66,11 @@ def test_workflow_publishes_what_make_book_builds():
     assert len(uploads) == 1, "the workflow must upload one Pages artifact"
     makefile = (ROOT / "Makefile").read_text(encoding="utf-8")
     book = re.search(r"^book:.*?(?=^\S)", makefile, re.M | re.S).group(0)
-    assert "jupyter-book build ." in book and "--path-output" not in book, "make book no longer builds into _build/html"
-    assert "_build/html" in book, book
+    builds = [line for line in book.splitlines() if "jupyter-book build ." in line]
+    assert builds and "--path-output" not in builds[0], "make book no longer builds the English site into _build/html"
+    # The Chinese edition is built second and copied into the English site, so one artifact publishes both.
+    assert any("--config .zh_config.yml" in line for line in builds[1:]), book
+    assert re.search(r"cp -r \S+ _build/html/zh_CN", book), book
     assert uploads[0]["with"]["path"] == "_build/html"
     deploys = [s for s in _steps(data) if "deploy-pages" in s.get("uses", "")]
     assert deploys, "the workflow never deploys to GitHub Pages"
