@@ -91,8 +91,9 @@ def prefill(po_path: Path) -> int:
         cat = read_po(f)
     n = 0
     for m in cat:
-        if m.id and not m.string and (not needs_translation(m.id) or _glossary_term(po_path, m)):
+        if m.id and (not m.string or m.fuzzy) and (not needs_translation(m.id) or _glossary_term(po_path, m)):
             m.string = m.id
+            m.flags.discard("fuzzy")
             n += 1
     if n:
         from babel.messages.pofile import write_po
