@@ -47,7 +47,8 @@ def linear_intensity(tokens: int, d_in: int, d_out: int, dtype_bytes: int = 4) -
 @torch.no_grad()
 def measure_matmul(tokens, d_in: int = 768, d_out: int = 3072, repeats: int = 5) -> list[dict]:
     """Time `x (n, d_in) @ W (d_in, d_out)` in float32 for each `n` in `tokens`: one dict per `n` with the
-    `intensity` (FLOPs per byte, `linear_intensity`), the `seconds` (median of `repeats`) and `gflops`."""
+    `intensity` (FLOPs per byte, `linear_intensity`), the `seconds` (the fastest of `repeats`: other work on the
+    machine can only slow a run down, so the minimum is the least disturbed estimate) and `gflops`."""
     check_int(repeats, "repeats", "measure_matmul")
     W = torch.randn(d_in, d_out)
     out = []
@@ -59,14 +60,14 @@ def measure_matmul(tokens, d_in: int = 768, d_out: int = 3072, repeats: int = 5)
             t0 = time.perf_counter()
             x @ W
             times.append(time.perf_counter() - t0)
-        s = sorted(times)[len(times) // 2]
+        s = min(times)
         out.append({"tokens": n, "intensity": linear_intensity(n, d_in, d_out), "seconds": s,
                     "gflops": 2 * n * d_in * d_out / s / 1e9})
     return out
 
 @torch.no_grad()
 def measure_bandwidth(megabytes: int = 64, repeats: int = 5) -> float:
-    "Memory bandwidth in GB/s: a float32 copy of `megabytes` (read once, written once), median of `repeats`."
+    "Memory bandwidth in GB/s: a float32 copy of `megabytes` (read once, written once), the fastest of `repeats`."
     x = torch.empty(check_int(megabytes, "megabytes", "measure_bandwidth") * (1 << 20) // 4)
     y = torch.empty_like(x)
     times = []
@@ -74,7 +75,7 @@ def measure_bandwidth(megabytes: int = 64, repeats: int = 5) -> float:
         t0 = time.perf_counter()
         y.copy_(x)
         times.append(time.perf_counter() - t0)
-    return 2 * x.nbytes / sorted(times[1:])[repeats // 2] / 1e9
+    return 2 * x.nbytes / min(times[1:]) / 1e9
 
 
 def plot_roofline(points: list[dict], bandwidth: float, ax=None):
