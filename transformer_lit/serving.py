@@ -45,12 +45,25 @@ def linear_intensity(tokens: int, d_in: int, d_out: int, dtype_bytes: int = 4) -
 
 
 @torch.no_grad()
-def measure_matmul(tokens, d_in: int = 768, d_out: int = 3072, repeats: int = 5) -> list[dict]:
+def measure_matmul(tokens, d_in: int = 768, d_out: int = 3072, repeats: int = 5, threads: int = 1) -> list[dict]:
     """Time `x (n, d_in) @ W (d_in, d_out)` in float32 for each `n` in `tokens`: one dict per `n` with the
     `intensity` (FLOPs per byte, `linear_intensity`), the `seconds` (the fastest of `repeats`: other work on the
-    machine can only slow a run down, so the minimum is the least disturbed estimate) and `gflops`."""
+    machine can only slow a run down, so the minimum is the least disturbed estimate) and `gflops`. On
+    `threads` threads (default 1: one core's roofline; a multi-threaded product stalls whenever another
+    process holds one of its cores)."""
     check_int(repeats, "repeats", "measure_matmul")
     W = torch.randn(d_in, d_out)
+    out, saved = [], torch.get_num_threads()
+    torch.set_num_threads(check_int(threads, "threads", "measure_matmul"))
+    try:
+        out = _time_products(tokens, W, d_in, d_out, repeats)
+    finally:
+        torch.set_num_threads(saved)
+    return out
+
+
+def _time_products(tokens, W, d_in, d_out, repeats):
+    "The timing loop of `measure_matmul`: for each `n`, the fastest of `repeats` products `(n, d_in) @ W`."
     out = []
     for n in tokens:
         x = torch.randn(check_int(n, "tokens", "measure_matmul"), d_in)
@@ -66,15 +79,19 @@ def measure_matmul(tokens, d_in: int = 768, d_out: int = 3072, repeats: int = 5)
     return out
 
 @torch.no_grad()
-def measure_bandwidth(megabytes: int = 64, repeats: int = 5) -> float:
-    "Memory bandwidth in GB/s: a float32 copy of `megabytes` (read once, written once), the fastest of `repeats`."
+def measure_bandwidth(megabytes: int = 64, repeats: int = 5, threads: int = 1) -> float:
+    "Memory bandwidth in GB/s of `threads` threads: a float32 copy of `megabytes` (read once, written once), the fastest of `repeats`."
     x = torch.empty(check_int(megabytes, "megabytes", "measure_bandwidth") * (1 << 20) // 4)
     y = torch.empty_like(x)
-    times = []
-    for _ in range(check_int(repeats, "repeats", "measure_bandwidth") + 1):
-        t0 = time.perf_counter()
-        y.copy_(x)
-        times.append(time.perf_counter() - t0)
+    times, saved = [], torch.get_num_threads()
+    torch.set_num_threads(check_int(threads, "threads", "measure_bandwidth"))
+    try:
+        for _ in range(check_int(repeats, "repeats", "measure_bandwidth") + 1):
+            t0 = time.perf_counter()
+            y.copy_(x)
+            times.append(time.perf_counter() - t0)
+    finally:
+        torch.set_num_threads(saved)
     return 2 * x.nbytes / min(times[1:]) / 1e9
 
 
