@@ -38,6 +38,12 @@ def needs_translation(msg: str) -> bool:
     return re.search(r"[A-Za-z]{2,}", rest) is not None
 
 
+def report_stale(docname: str, msg: str, node) -> None:
+    "The build's warning (an error under -W) for a message of `docname` left in English."
+    logger.warning("untranslated or stale message in %s (run `make translations`): %r", docname, msg[:120],
+                   location=node, type="translations", subtype="stale")
+
+
 class ReportUntranslated(SphinxTransform):
     """Warn, naming the page and the sentence, for every message left in English in a translated build."""
 
@@ -54,8 +60,7 @@ class ReportUntranslated(SphinxTransform):
                 continue
             if isinstance(node, nodes.term) and self.env.docname == "glossary":
                 continue                                  # glossary terms are bilingual already
-            logger.warning("untranslated or stale message in %s (run `make translations`): %r",
-                           self.env.docname, msg[:120], location=node, type="translations", subtype="stale")
+            report_stale(self.env.docname, msg, node)
 
 
 class KeepHeadingAnchors(SphinxTransform):
@@ -109,8 +114,7 @@ class TranslateToctreeCaptions(SphinxTransform):
             if raw and (text := catalog.gettext(raw)) != raw:
                 node["caption"] = text
             elif raw and needs_translation(raw):
-                logger.warning("untranslated or stale message in %s (run `make translations`): %r",
-                               self.env.docname, raw, type="translations", subtype="stale")
+                report_stale(self.env.docname, raw, node)
 
 
 def twin_link(app, pagename, templatename, context, doctree):

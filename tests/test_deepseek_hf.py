@@ -14,8 +14,10 @@ import torch
 transformers = pytest.importorskip("transformers")
 
 from transformer_lit.deepseek import DeepSeek, deepseek_from_hf
-from transformer_lit.gpt import generate, perturb_, ragged_batch
+from transformer_lit.gpt import generate, perturb_
 from transformer_lit.training import TrainConfig, Trainer
+
+from hf_compare import ragged_batch_error
 
 torch.set_num_threads(1)
 transformers.utils.logging.set_verbosity_error()
@@ -63,14 +65,8 @@ def test_left_padded_batch_equals_transformers():
     "A ragged batch (left padding, our positions and mask) against transformers' attention_mask and position_ids."
     theirs = hf_model(seed=3)
     ours = deepseek_from_hf(theirs)
-    g = torch.Generator().manual_seed(3)
-    rows = [torch.randint(256, (n,), generator=g).tolist() for n in (100, 7, 64)]     # past the original 64, too
-    idx, positions, attn_mask = ragged_batch(rows)
-    real = torch.arange(idx.shape[1]) >= torch.tensor([idx.shape[1] - len(r) for r in rows])[:, None]   # (B, T)
-    with torch.no_grad():
-        mine = ours(idx, positions=positions, attn_mask=attn_mask)[0]
-        ref = theirs(idx, attention_mask=real.long(), position_ids=positions).logits
-    assert (mine - ref)[real].abs().max() < 1e-5
+    err = ragged_batch_error(ours, theirs, 256, seed=3)
+    assert err < 1e-5, err
 
 
 def test_sharded_folder(tmp_path):

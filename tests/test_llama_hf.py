@@ -15,11 +15,13 @@ import torch
 
 transformers = pytest.importorskip("transformers")
 
-from transformer_lit.gpt import generate, perturb_, ragged_batch
+from transformer_lit.gpt import generate, perturb_
 from transformer_lit.llama import (HF_ARCHITECTURES, Llama, LlamaConfig, llama_from_hf, llama_hf_state_dict,
                                    llama_to_hf)
 from transformer_lit.checkpoint import Checkpoints, load_checkpoint
 from transformer_lit.training import TrainConfig, Trainer
+
+from hf_compare import ragged_batch_error
 
 transformers.utils.logging.set_verbosity_error()
 transformers.utils.logging.disable_progress_bar()
@@ -65,14 +67,7 @@ def test_left_padded_batch_equals_transformers(family, rope):
     "A ragged batch (left padding, our positions and mask) against transformers' attention_mask and position_ids."
     theirs = hf_model(family, ROPES[rope])
     ours = llama_from_hf(theirs, block_size=256)
-    g = torch.Generator().manual_seed(2)
-    rows = [torch.randint(512, (n,), generator=g).tolist() for n in (100, 7, 64)]     # past the original 64, too
-    idx, positions, attn_mask = ragged_batch(rows)
-    real = torch.arange(idx.shape[1]) >= torch.tensor([idx.shape[1] - len(r) for r in rows])[:, None]   # (B, T)
-    with torch.no_grad():
-        mine = ours(idx, positions=positions, attn_mask=attn_mask)[0]
-        ref = theirs(idx, attention_mask=real.long(), position_ids=positions).logits
-    err = (mine - ref)[real].abs().max().item()
+    err = ragged_batch_error(ours, theirs, 512, seed=2)
     assert err < 1e-4, err
 
 
