@@ -20,7 +20,8 @@ import time
 
 import torch
 
-from transformer_lit.gpt import GPT, GPTConfig, generate, gpt_to_hf
+from transformer_lit.gpt import GPT, GPTConfig, generate
+from transformer_lit.hf import gpt_to_hf
 
 
 def main():

@@ -27,7 +27,8 @@ import time
 
 import torch
 
-from transformer_lit.gpt import GPT, GPTConfig, generate_stream, gpt_to_hf, ragged_batch
+from transformer_lit.gpt import GPT, GPTConfig, generate_stream, ragged_batch
+from transformer_lit.hf import gpt_to_hf
 from transformer_lit.serving import EngineConfig, LLMEngine, SamplingParams, Sequence, request_metrics
 
 

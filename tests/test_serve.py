@@ -213,7 +213,7 @@ def test_malformed_and_oversized_bodies(server):
 
 def test_chat_without_template_is_400():
     from fastapi.testclient import TestClient
-    from transformer_lit.serving import create_app
+    from transformer_lit.server import create_app
     from transformer_lit.serving import EngineConfig, LLMEngine
     tok = CharTokenizer.train("abc ")
     engine = LLMEngine(GPT(GPTConfig(vocab_size=tok.vocab_size, block_size=16, n_layer=1, n_head=1, n_embd=8)),

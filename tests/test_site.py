@@ -1,7 +1,7 @@
 """The built book as a reader sees it, in a real browser.
 
-Playwright drives Debian's Chromium (/usr/bin/chromium) over every page that `_toc.yml` lists, once at
-a desktop width (1280 px) and once at a phone's (390 px), and checks that
+Playwright drives Debian's Chromium (/usr/bin/chromium) over every page that `_toc.yml` lists, loading
+each once at a desktop width (1280 px) and narrowing it to a phone's (390 px), and checks that
 
 - every page of the toc is built and linked from the navigation sidebar;
 - MathJax typeset every formula (no raw TeX left), every image loaded, no request failed and no
@@ -188,32 +188,50 @@ _INSPECT = """() => {
 }"""
 
 
-def _visit(browser, path: Path, width: int) -> dict:
-    "Open `path` at `width` px, wait for MathJax, and return what `_INSPECT` finds plus failures."
-    context = browser.new_context(viewport={"width": width, "height": 900})
-    page = context.new_page()
+def _visit(page, path: Path) -> dict[int, dict]:
+    """Open `path` at the first of `WIDTHS`, wait for MathJax, and return what `_INSPECT` finds at each width
+    (the page is narrowed in place: the layout and MathJax's output follow the viewport, as on a phone
+    turned or a window resized), with the failed requests and console errors of the visit."""
     failed, errors = [], []
-    page.on("requestfailed", lambda r: failed.append(f"{r.url} ({r.failure})"))
-    page.on("console", lambda m: errors.append(m.text) if m.type == "error" else None)
-    page.on("pageerror", lambda e: errors.append(str(e)))
-    page.goto(path.as_uri(), wait_until="load")
-    if page.locator(".math").count():
-        # MathJax 3 resolves this promise when typesetting is done.
-        page.wait_for_function("() => window.MathJax && MathJax.startup && MathJax.startup.promise", timeout=30000)
-        page.evaluate("() => MathJax.startup.promise")
-    facts = page.evaluate(_INSPECT)
-    context.close()
-    facts.update(failed=failed, errors=errors)
-    return facts
+    on_failed = lambda r: failed.append(f"{r.url} ({r.failure})")
+    on_console = lambda m: errors.append(m.text) if m.type == "error" else None
+    on_error = lambda e: errors.append(str(e))
+    page.on("requestfailed", on_failed)
+    page.on("console", on_console)
+    page.on("pageerror", on_error)
+    try:
+        page.set_viewport_size({"width": WIDTHS[0], "height": 900})
+        page.goto(path.as_uri(), wait_until="load")
+        if page.locator(".math").count():
+            # MathJax 3 resolves this promise when typesetting is done.
+            page.wait_for_function("() => window.MathJax && MathJax.startup && MathJax.startup.promise", timeout=30000)
+            page.evaluate("() => MathJax.startup.promise")
+        out = {}
+        for w in WIDTHS:
+            if w != WIDTHS[0]:
+                page.set_viewport_size({"width": w, "height": 900})
+                page.evaluate("() => new Promise(r => requestAnimationFrame(() => requestAnimationFrame(r)))")   # relaid out
+            out[w] = page.evaluate(_INSPECT) | {"failed": failed if w == WIDTHS[0] else [],
+                                                "errors": errors if w == WIDTHS[0] else []}
+        return out
+    finally:
+        page.remove_listener("requestfailed", on_failed)
+        page.remove_listener("console", on_console)
+        page.remove_listener("pageerror", on_error)
 
 
 @pytest.fixture(scope="module")
 def visits(browser, site) -> dict[tuple[str, int], dict]:
-    "Every page of the toc, visited once at each width: {(page relative to the site, width): facts}."
+    "Every page of the toc, loaded once and inspected at each width: {(page relative to the site, width): facts}."
     _need(site.is_dir(), f"no built site at {site}")
     pages = _pages(site)
     assert pages, f"no pages under {site}"
-    return {(p.relative_to(site).as_posix(), w): _visit(browser, p, w) for p in pages for w in WIDTHS}
+    context = browser.new_context(viewport={"width": WIDTHS[0], "height": 900})
+    page = context.new_page()
+    try:
+        return {(p.relative_to(site).as_posix(), w): facts for p in pages for w, facts in _visit(page, p).items()}
+    finally:
+        context.close()
 
 
 def test_every_page_renders(visits):

@@ -7,31 +7,26 @@ from __future__ import annotations
 
 import math
 import os
-import random
-import re
 from dataclasses import dataclass
-from pathlib import Path
 
 import numpy as np
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from .assistant import clipped_surrogate, completion_mask, token_logprobs
 from .attention import (JsonConfig, check_choice, check_float, check_int, check_tensor,
                                        scaled_dot_product_attention)
-from .gpt import GPT, PreallocatedKVCache, check_token_ids, generate, read_hf_folder, sample_next
+from .gpt import GPT, PreallocatedKVCache, check_token_ids, sample_next
+from .hf import read_hf_folder
 from .llama import RMSNorm, ScaledRotaryEmbedding, SwiGLU, check_rope_scaling, hf_name, hf_rope
 from .multi_head import KVCache
 from .positional import rope_rotate
 
 # %% auto #0
-__all__ = ['BALANCING', 'SCORINGS', 'SCALE_REWARDS', 'GRPO_LOSS_TYPES', 'yarn_mscale', 'DeepSeekConfig',
-           'MultiHeadLatentAttention', 'LatentCache', 'latent_cache_bytes', 'plot_cache_bytes', 'TopKRouter',
-           'RoutedExperts', 'DeepSeekMoE', 'load_imbalance', 'plot_expert_load', 'DeepSeekBlock', 'DeepSeek',
-           'deepseek_param_counts', 'deepseek_config_from_hf', 'load_deepseek_hf_state_dict', 'deepseek_from_hf',
-           'MTPModule', 'mtp_speculative_generate', 'arithmetic_problems', 'format_reward', 'answer_reward',
-           'group_advantages', 'grpo_loss', 'plot_grpo', 'grpo_step']
+__all__ = ['BALANCING', 'SCORINGS', 'yarn_mscale', 'DeepSeekConfig', 'MultiHeadLatentAttention', 'LatentCache',
+           'latent_cache_bytes', 'plot_cache_bytes', 'TopKRouter', 'RoutedExperts', 'DeepSeekMoE', 'load_imbalance',
+           'plot_expert_load', 'DeepSeekBlock', 'DeepSeek', 'deepseek_param_counts', 'deepseek_config_from_hf',
+           'load_deepseek_hf_state_dict', 'deepseek_from_hf', 'MTPModule', 'mtp_speculative_generate']
 
 # %% ../nbs/14_deepseek.ipynb #85440ad5
 BALANCING = ("none", "aux_loss", "bias")
@@ -696,181 +691,3 @@ def mtp_speculative_generate(model: DeepSeek, idx, max_new_tokens: int) -> tuple
     model.train(was)
     stats = {"drafted": drafted, "accepted": accepted, "acceptance": accepted / max(drafted, 1), "forward_passes": passes + 1}
     return torch.tensor(out[:len(idx) + max_new_tokens]), stats
-
-# %% ../nbs/14_deepseek.ipynb #c60f2e52
-def arithmetic_problems(n: int, seed: int = 0, exclude: set | None = None) -> list[dict]:
-    """`n` distinct problems `a+b+c=` with digits `a, b, c` (at most 1000 exist), drawn with `seed`, none in
-    `exclude` (a set of prompts: a held-out split). Each is a dict: `prompt`, `answer` (an int) and a worked
-    `completion` `<think>a+b=s,s+c=t</think><answer>t</answer>` followed by a newline."""
-    check_int(n, "n", "arithmetic_problems", maximum=1000 - len(exclude or ()))
-    rng, exclude, out, seen = random.Random(seed), exclude or set(), [], set()
-    while len(out) < n:
-        a, b, c = rng.randrange(10), rng.randrange(10), rng.randrange(10)
-        prompt = f"{a}+{b}+{c}="
-        if prompt in exclude or prompt in seen:
-            continue
-        seen.add(prompt)
-        out.append({"prompt": prompt, "answer": a + b + c,
-                    "completion": f"<think>{a}+{b}={a + b},{a + b}+{c}={a + b + c}</think><answer>{a + b + c}</answer>\n"})
-    return out
-
-
-_FORMAT = re.compile(r"<think>[^<>]*</think><answer>(-?\d+)</answer>\n?")
-
-
-def format_reward(completion: str) -> float:
-    "1 if `completion` is exactly `<think>...</think><answer>N</answer>` (a newline may follow), else 0."
-    return float(_FORMAT.fullmatch(completion) is not None)
-
-
-def answer_reward(completion: str, answer: int) -> float:
-    "1 if the completion has the format and its `<answer>` is `answer`, else 0: a reward checked exactly, no model."
-    m = _FORMAT.fullmatch(completion)
-    return float(m is not None and int(m.group(1)) == answer)
-
-# %% ../nbs/14_deepseek.ipynb #662c568c
-SCALE_REWARDS = ("group", "batch", "none")
-
-
-def group_advantages(rewards: Tensor, eps: float = 1e-4, scale: str = "group") -> Tensor:
-    """GRPO's advantages: each answer's reward relative to its own group, `(r - mean) / (std + eps)` over the
-    last axis of `rewards (P, G)` (P prompts, G answers each). No value model: the group is the baseline.
-    `scale`: divide by the group's standard deviation (`"group"`, GRPO), by the whole batch's (`"batch"`), or
-    not at all (`"none"`, Dr. GRPO: the division weights groups that are almost all right or all wrong up)."""
-    check_tensor(rewards, "rewards", "group_advantages", ndim=2, floating=True)
-    if rewards.shape[1] < 2:
-        raise ValueError(f"group_advantages: a group needs at least 2 answers, got rewards of shape {tuple(rewards.shape)}")
-    check_float(eps, "eps", "group_advantages", 0.0, min_inclusive=False)
-    check_choice(scale, "scale", "group_advantages", SCALE_REWARDS)
-    mean = rewards.mean(1, keepdim=True)                                         # (P, 1)
-    tied = rewards.amax(1, keepdim=True) == rewards.amin(1, keepdim=True)        # a group of equal rewards:
-    centred = torch.where(tied, 0.0, rewards - mean)                             # exactly 0, not rounding / eps
-    if scale == "none":
-        return centred
-    std = rewards.std(1, keepdim=True) if scale == "group" else rewards.std().expand_as(mean)
-    return centred / (std + eps)
-
-# %% ../nbs/14_deepseek.ipynb #b957b663
-GRPO_LOSS_TYPES = ("grpo", "bnpo", "dr_grpo", "dapo")
-
-
-def grpo_loss(logp: Tensor, old_logp: Tensor, ref_logp: Tensor | None, advantages: Tensor, mask: Tensor,
-              clip_eps: float = 0.2, beta: float = 0.04, *, loss_type: str = "grpo", clip_high: float | None = None,
-              max_len: int | None = None, num_tokens: float | None = None) -> tuple[Tensor, dict]:
-    """The GRPO objective (Shao et al. 2024) and its successors, to minimise, for N answers of L tokens. Per token:
-    PPO's clipped surrogate `min(rho A, clip(rho, 1 - clip_eps, 1 + clip_high) A)` with `rho = exp(logp - old_logp)`
-    and the answer's advantage A, minus `beta` times the unbiased KL estimate `exp(ref - logp) - (ref - logp) - 1`
-    (`ref_logp` may be None when `beta` is 0). `clip_high` (default `clip_eps`) > `clip_eps` is DAPO's clip-higher.
-    How the masked tokens (`mask (N, L)`, 1 for answer tokens) are averaged is `loss_type`:
-
-    - `"grpo"`: over each answer's tokens, then over answers (the paper): a long answer's tokens weigh less;
-    - `"bnpo"`: over all the batch's tokens (every token weighs the same);
-    - `"dapo"`: summed and divided by `num_tokens`, the tokens of the whole generation batch (default: this
-      batch's, then equal to "bnpo"; pass the total when a batch is split into micro-batches);
-    - `"dr_grpo"`: summed and divided by `N * max_len`, a constant (default `L`): no length normalisation.
-
-    Returns the loss and `{"kl", "clipped"}` (the mean KL estimate and the fraction of tokens whose ratio was clipped)."""
-    w = "grpo_loss"
-    check_choice(loss_type, "loss_type", w, GRPO_LOSS_TYPES)
-    check_float(clip_eps, "clip_eps", w, 0.0, 1.0, min_inclusive=False, max_inclusive=False)
-    clip_high = clip_eps if clip_high is None else clip_high
-    check_float(clip_high, "clip_high", w, 0.0, min_inclusive=False)
-    check_float(beta, "beta", w, 0.0)
-    if ref_logp is None and beta > 0:
-        raise ValueError(f"{w}: ref_logp is needed when beta > 0 (got None with beta={beta})")
-    for name, t in (("logp", logp), ("old_logp", old_logp), ("ref_logp", ref_logp), ("mask", mask)):
-        if t is None:
-            continue
-        check_tensor(t, name, w, ndim=2)
-        if t.shape != logp.shape:
-            raise ValueError(f"{w}: {name} must have the shape of logp {tuple(logp.shape)}, got {tuple(t.shape)}")
-    check_tensor(advantages, "advantages", w, ndim=1)
-    if advantages.shape[0] != logp.shape[0]:
-        raise ValueError(f"{w}: advantages must have one entry per answer ({logp.shape[0]}), got {advantages.shape[0]}")
-    if max_len is not None:
-        check_int(max_len, "max_len", w)
-    mask = mask.to(logp.dtype)
-    ratio = torch.exp(logp - old_logp.detach())                                     # (N, L), rho
-    A = advantages.detach()[:, None]                                                # (N, 1)
-    surrogate = torch.minimum(ratio * A, ratio.clamp(1 - clip_eps, 1 + clip_high) * A)   # chapter 13's, upper bound free
-    if beta > 0:
-        d = ref_logp.detach() - logp
-        kl = torch.exp(d) - d - 1                                                   # (N, L), >= 0
-    else:
-        kl = torch.zeros_like(logp)
-    per_token = surrogate - beta * kl                                               # (N, L), to maximise
-    total = (per_token * mask).sum()
-    if loss_type == "grpo":
-        objective = ((per_token * mask).sum(1) / mask.sum(1).clamp_min(1)).mean()   # 1/G sum_i 1/|o_i| sum_t
-    elif loss_type == "bnpo":
-        objective = total / mask.sum().clamp_min(1)                                 # 1/sum_i |o_i| sum_i sum_t
-    elif loss_type == "dapo":
-        objective = total / (mask.sum().clamp_min(1) if num_tokens is None else num_tokens)
-    else:                                                                           # dr_grpo
-        objective = total / (logp.shape[0] * (logp.shape[1] if max_len is None else max_len))
-    clipped = ((ratio < 1 - clip_eps) | (ratio > 1 + clip_high)).to(logp.dtype)
-    n = mask.sum().clamp_min(1)
-    stats = {"kl": float((kl * mask).sum().detach() / n), "clipped": float((clipped * mask).sum() / n)}
-    return -objective, stats
-
-# %% ../nbs/14_deepseek.ipynb #696cc4c0
-def plot_grpo(history: dict, axes=None):
-    "Held-out accuracy, mean reward and mean answer length against GRPO steps, from a history dict. Returns the axes."
-    import matplotlib.pyplot as plt
-    axes = axes if axes is not None else plt.subplots(1, 3, figsize=(13, 3.3))[1]
-    axes[0].plot(history["eval_step"], history["accuracy"], "o-", ms=3)
-    axes[0].set(xlabel="GRPO step", ylabel="held-out accuracy (greedy)", ylim=(0, 1))
-    axes[1].plot(history["step"], history["reward"], lw=1)
-    axes[1].set(xlabel="GRPO step", ylabel="mean reward of the sampled answers")
-    axes[2].plot(history["step"], history["length"], lw=1)
-    axes[2].set(xlabel="GRPO step", ylabel="mean answer length (tokens)")
-    for ax in axes:
-        ax.grid(alpha=0.3)
-    plt.tight_layout()
-    return axes
-
-# %% ../nbs/14_deepseek.ipynb #567ab8c6
-def grpo_step(model: nn.Module, ref: nn.Module | None, optimizer: torch.optim.Optimizer, problems: list[dict], encode,
-              decode, reward, *, group_size: int = 8, max_new_tokens: int = 48, stop_token: int,
-              temperature: float = 1.0, clip_eps: float = 0.2, beta: float = 0.04, inner_steps: int = 2, seed: int = 0,
-              loss_type: str = "grpo", clip_high: float | None = None, scale_rewards: str = "group",
-              dynamic_sampling: bool = False) -> dict:
-    """One GRPO step: sample `group_size` answers to each problem's `prompt` (chapter 10's `generate`, all
-    prompts of equal length), score each with `reward(completion_text, problem)`, turn the rewards into
-    group-relative advantages (`scale_rewards`, see `group_advantages`), and take `inner_steps` optimizer steps
-    on `grpo_loss` (`loss_type`, `clip_high`; `dr_grpo` divides by `max_new_tokens`) against the policy that
-    sampled (`old`) and the frozen `ref` (None when `beta` is 0). `dynamic_sampling` (DAPO) drops the groups
-    whose rewards all agree before the update (DAPO then samples more groups to refill the batch; this does not).
-    Returns the mean reward, answer length (tokens), KL, clip fraction and the fraction of groups kept."""
-    check_int(group_size, "group_size", "grpo_step", minimum=2)
-    check_int(inner_steps, "inner_steps", "grpo_step")
-    if ref is None and beta > 0:
-        raise ValueError(f"grpo_step: ref is needed when beta > 0 (got None with beta={beta})")
-    prompts = torch.tensor([encode(p["prompt"]) for p in problems]).repeat_interleave(group_size, 0)   # (P G, T_p)
-    n = prompts.shape[1]
-    seqs = generate(model, prompts, max_new_tokens, temperature=temperature, stop_tokens=[stop_token], seed=seed)
-    texts = [decode(r[n:].tolist()) for r in seqs]
-    stop = decode([stop_token])
-    texts = [t[:t.index(stop) + len(stop)] if stop in t else t for t in texts]              # up to the first stop
-    rewards = torch.tensor([reward(t, p) for t, p in zip(texts, [p for p in problems for _ in range(group_size)])])
-    grouped = rewards.view(len(problems), group_size).float()                              # (P, G)
-    adv = group_advantages(grouped, scale=scale_rewards).flatten()                         # (P G,)
-    mask = completion_mask(seqs, n, stop_token).float()                                     # (P G, L - 1)
-    out = {"reward": float(rewards.mean()), "length": float(mask.sum(1).mean()), "kl": 0.0, "clipped": 0.0, "kept": 1.0}
-    if dynamic_sampling:
-        keep = (grouped.amax(1) > grouped.amin(1)).repeat_interleave(group_size)          # (P G,) informative groups
-        out["kept"] = float(keep.float().mean())
-        if not keep.any():
-            return out                                                                  # nothing to learn from
-        seqs, adv, mask = seqs[keep], adv[keep], mask[keep]
-    with torch.no_grad():
-        old = token_logprobs(model, seqs)
-        ref_lp = token_logprobs(ref, seqs) if beta > 0 else None
-    model.train()
-    for _ in range(inner_steps):
-        loss, stats = grpo_loss(token_logprobs(model, seqs), old, ref_lp, adv, mask, clip_eps, beta,
-                                loss_type=loss_type, clip_high=clip_high, max_len=max_new_tokens)
-        optimizer.zero_grad(set_to_none=True)
-        loss.backward()
-        optimizer.step()
-    return {**out, **stats}

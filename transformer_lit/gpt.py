@@ -5,14 +5,11 @@
 # %% ../nbs/10_gpt.ipynb #259459b4
 from __future__ import annotations
 
-import json
 import math
 import numbers
-import os
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
-from pathlib import Path
 
 import torch
 import torch.nn.functional as F
@@ -28,9 +25,7 @@ from .positional import build_position
 # %% auto #0
 __all__ = ['POSITIONS', 'ACTIVATIONS', 'GPT2FeedForward', 'GPTConfig', 'GPTBlock', 'GPT', 'check_token_ids', 'gpt_param_formula',
            'next_token_probs', 'sample_next', 'plot_next_token_probs', 'PreallocatedKVCache', 'decoding_layout',
-           'generate_stream', 'generate', 'perturb_', 'ragged_batch', 'ragged_error', 'gpt_config_from_hf',
-           'hf_config_dict', 'load_hf_state_dict', 'hf_state_dict', 'read_hf_folder', 'gpt_from_hf', 'save_hf',
-           'gpt_to_hf']
+           'generate_stream', 'generate', 'perturb_', 'ragged_batch', 'ragged_error']
 
 # %% ../nbs/10_gpt.ipynb #a8527f33
 class GPT2FeedForward(FeedForward):
@@ -610,151 +605,3 @@ def ragged_error(model: GPT, rows) -> float:
             err = max(err, (batched[b, T - len(r):] - alone).abs().max().item())
     return err
 
-
-# %% ../nbs/10_gpt.ipynb #f48dfc09
-def _hf_pairs(model: GPT):
-    "(our module, Hugging Face name, is a Conv1D) for every module that holds weights."
-    yield model.tok_emb, "transformer.wte", False
-    yield model.pos_enc, "transformer.wpe", False                            # LearnedPositionalEmbedding.weight
-    for i, b in enumerate(model.blocks):
-        h = f"transformer.h.{i}"
-        yield b.norm1, f"{h}.ln_1", False
-        yield b.self_attn.in_proj, f"{h}.attn.c_attn", True
-        yield b.self_attn.out_proj, f"{h}.attn.c_proj", True
-        yield b.norm2, f"{h}.ln_2", False
-        yield b.ff.linear1, f"{h}.mlp.c_fc", True
-        yield b.ff.linear2, f"{h}.mlp.c_proj", True
-    yield model.ln_f, "transformer.ln_f", False
-    if not model.config.tie_weights:
-        yield model.lm_head, "lm_head", False
-
-
-def _check_gpt2_shaped(model: GPT, where: str):
-    if not isinstance(model, GPT):
-        raise TypeError(f"{where}: model must be a GPT, got {type(model).__name__}")
-    c = model.config
-    if c.position != "learned" or not c.bias:
-        raise ValueError(f"{where}: GPT-2 has learned positions and biases; this model has "
-                         f"position={c.position!r}, bias={c.bias}")
-
-
-_HF_ACTIVATIONS = {"gelu_new": "gelu_tanh", "gelu_pytorch_tanh": "gelu_tanh", "gelu": "gelu"}
-
-
-def gpt_config_from_hf(config) -> GPTConfig:
-    "A `GPTConfig` from a `transformers.GPT2Config` or its dict (the `config.json` of a GPT-2 folder)."
-    if not (isinstance(config, dict) or hasattr(config, "to_dict")):
-        raise TypeError(f"gpt_config_from_hf: config must be a GPT2Config or a dict, got {type(config).__name__}")
-    d = config if isinstance(config, dict) else config.to_dict()
-    if d.get("model_type", "gpt2") != "gpt2":
-        raise ValueError(f"gpt_config_from_hf: model_type must be 'gpt2', got {d.get('model_type')!r}")
-    act = d.get("activation_function", "gelu_new")
-    if act not in _HF_ACTIVATIONS:
-        raise ValueError(f"gpt_config_from_hf: activation_function must be one of {sorted(_HF_ACTIVATIONS)}, got {act!r}")
-    for key, want in (("scale_attn_weights", True), ("scale_attn_by_inverse_layer_idx", False),
-                      ("add_cross_attention", False)):
-        if d.get(key, want) != want:
-            raise ValueError(f"gpt_config_from_hf: {key}={d[key]!r} is not supported (only {want})")
-    return GPTConfig(vocab_size=d["vocab_size"], block_size=d["n_positions"], n_layer=d["n_layer"],
-                     n_head=d["n_head"], n_embd=d["n_embd"], d_ff=d.get("n_inner") or 4 * d["n_embd"],
-                     dropout=d.get("resid_pdrop", 0.0), activation=_HF_ACTIVATIONS[act],
-                     layer_norm_eps=d.get("layer_norm_epsilon", 1e-5), tie_weights=d.get("tie_word_embeddings", True))
-
-
-def hf_config_dict(c: GPTConfig) -> dict:
-    "The `GPT2Config` fields (as in its `config.json`) of a GPT-2-shaped `GPTConfig`."
-    return {"model_type": "gpt2", "architectures": ["GPT2LMHeadModel"], "vocab_size": c.vocab_size,
-            "n_positions": c.block_size, "n_embd": c.n_embd, "n_layer": c.n_layer, "n_head": c.n_head,
-            "n_inner": c.d_ff, "activation_function": {"gelu_tanh": "gelu_new", "gelu": "gelu"}[c.activation],
-            "resid_pdrop": c.dropout, "embd_pdrop": c.dropout, "attn_pdrop": c.dropout,
-            "layer_norm_epsilon": c.layer_norm_eps, "tie_word_embeddings": c.tie_weights,
-            "scale_attn_weights": True, "scale_attn_by_inverse_layer_idx": False, "reorder_and_upcast_attn": False}
-
-# %% ../nbs/10_gpt.ipynb #8b805f58
-@torch.no_grad()
-def load_hf_state_dict(model: GPT, state_dict: dict[str, Tensor]) -> GPT:
-    """Copy a GPT-2 state dict (Hugging Face names and `Conv1D` layout, with or without the
-    `transformer.` prefix) into `model`; every weight must be there with the right shape."""
-    _check_gpt2_shaped(model, "load_hf_state_dict")
-    if not hasattr(state_dict, "items"):
-        raise TypeError(f"load_hf_state_dict: state_dict must be a dict of tensors, got {type(state_dict).__name__}")
-    sd = {k if k.startswith(("transformer.", "lm_head.")) else f"transformer.{k}": v for k, v in state_dict.items()}
-    for module, name, conv1d in _hf_pairs(model):
-        for pname, p in module.named_parameters(recurse=False):
-            key = f"{name}.{pname}"
-            if key not in sd:
-                raise ValueError(f"load_hf_state_dict: the GPT-2 weights have no {key!r}")
-            t = sd[key].t() if conv1d and pname == "weight" else sd[key]      # Conv1D: (in, out) -> (out, in)
-            if t.shape != p.shape:
-                raise ValueError(f"load_hf_state_dict: {key} has shape {tuple(sd[key].shape)}; this GPT needs "
-                                 f"{tuple(p.shape[::-1]) if conv1d and pname == 'weight' else tuple(p.shape)}")
-            p.copy_(t)
-    return model
-
-
-def hf_state_dict(model: GPT) -> dict[str, Tensor]:
-    "Our weights under Hugging Face GPT-2 names, `Conv1D` weights transposed (lm_head left out when tied)."
-    _check_gpt2_shaped(model, "hf_state_dict")
-    return {f"{name}.{pname}": (p.t() if conv1d and pname == "weight" else p).detach().contiguous()
-            for module, name, conv1d in _hf_pairs(model) for pname, p in module.named_parameters(recurse=False)}
-
-# %% ../nbs/10_gpt.ipynb #0f48805c
-def read_hf_folder(folder, where: str = "read_hf_folder") -> tuple[dict, dict[str, Tensor]]:
-    """`(config.json as a dict, every tensor)` of a folder written by `transformers`' `save_pretrained`: one
-    `model.safetensors`, or several listed in `model.safetensors.index.json`. Chapters 12 and 14 read theirs
-    with it too."""
-    from safetensors.torch import load_file
-    if not isinstance(folder, (str, os.PathLike)):
-        raise TypeError(f"{where}: folder must be a path, got {type(folder).__name__}")
-    folder = Path(folder)
-    if not (folder / "config.json").is_file():
-        raise FileNotFoundError(f"{where}: {str(folder)!r} must be a folder holding config.json and model.safetensors")
-    index = folder / "model.safetensors.index.json"
-    if index.is_file():                                                     # sharded: a map name -> file
-        files = sorted(set(json.loads(index.read_text())["weight_map"].values()))
-    elif (folder / "model.safetensors").is_file():
-        files = ["model.safetensors"]
-    else:
-        raise FileNotFoundError(f"{where}: no model.safetensors in {str(folder)!r} (only safetensors files are read)")
-    sd = {}
-    for f in files:
-        sd.update(load_file(folder / f))
-    return json.loads((folder / "config.json").read_text()), sd
-
-
-def gpt_from_hf(source) -> GPT:
-    """A `GPT` with the configuration and weights of GPT-2: `source` is a `transformers.GPT2LMHeadModel`
-    or a folder written by its `save_pretrained` (`config.json` and `model.safetensors`, possibly sharded)."""
-    if isinstance(source, (str, os.PathLike)):
-        d, sd = read_hf_folder(source, "gpt_from_hf")
-        config = gpt_config_from_hf(d)
-    elif hasattr(source, "config") and hasattr(source, "state_dict"):
-        config, sd = gpt_config_from_hf(source.config), source.state_dict()
-    else:
-        raise TypeError(f"gpt_from_hf: source must be a GPT2LMHeadModel or a folder path, got {type(source).__name__}")
-    dtype = next(v.dtype for v in sd.values() if v.is_floating_point())
-    return load_hf_state_dict(GPT(config).to(dtype), sd).eval()
-
-
-def save_hf(model: GPT, folder) -> Path:
-    "Write `config.json` and `model.safetensors` that `GPT2LMHeadModel.from_pretrained(folder)` loads."
-    from safetensors.torch import save_file
-    sd = hf_state_dict(model)
-    folder = Path(folder)
-    folder.mkdir(parents=True, exist_ok=True)
-    config = hf_config_dict(model.config) | {"dtype": str(model.lm_head.weight.dtype).removeprefix("torch.")}
-    (folder / "config.json").write_text(json.dumps(config, indent=2) + "\n")
-    save_file(sd, str(folder / "model.safetensors"), metadata={"format": "pt"})
-    return folder
-
-
-def gpt_to_hf(model: GPT, attn_implementation: str = "sdpa"):
-    "A `transformers.GPT2LMHeadModel` (in eval mode) with the configuration and a copy of the weights of `model`."
-    from transformers import GPT2Config, GPT2LMHeadModel
-    _check_gpt2_shaped(model, "gpt_to_hf")
-    d = {k: v for k, v in hf_config_dict(model.config).items() if k not in ("model_type", "architectures")}
-    theirs = GPT2LMHeadModel(GPT2Config(**d, attn_implementation=attn_implementation)).to(model.lm_head.weight.dtype)
-    missing, unexpected = theirs.load_state_dict(hf_state_dict(model), strict=False)
-    if unexpected or any(k != "lm_head.weight" for k in missing):                 # lm_head: tied to wte
-        raise ValueError(f"gpt_to_hf: the weights do not fit GPT2LMHeadModel: missing {missing}, unexpected {unexpected}")
-    return theirs.eval()

@@ -18,7 +18,8 @@ from torch import Tensor, nn
 
 from .attention import (JsonConfig, check_choice, check_float, check_int, check_tensor,
                                        scaled_dot_product_attention)
-from .gpt import GPT, read_hf_folder
+from .gpt import GPT
+from .hf import read_hf_folder
 from .multi_head import KVCache
 from .positional import RotaryEmbedding, rope_rotate
 

@@ -17,7 +17,7 @@ from torch import Tensor, nn
 from .assistant import dpo_loss
 from .preference import ScalarHead, bradley_terry_loss
 from .attention import check_choice, check_float, check_int, check_tensor
-from .deepseek import grpo_step
+from .grpo import grpo_step
 from .gpt import GPT, generate
 from .tokenizer import CharTokenizer
 from .training import TrainConfig, make_optimizer, make_schedule
