@@ -121,21 +121,22 @@ class BlockManager:
 
 # %% ../nbs/16_serving.ipynb #4bbc5a5b
 class PagedKVPool:
-    """The memory of a paged KV cache for ONE layer: `k (num_blocks * block_size, nh, hs)` and `v`, allocated
+    """The memory of a paged KV cache for ONE layer: `k (nh, num_blocks * block_size, hs)` and `v`, allocated
     on the first write (when the head shapes are known). Position `p` of a sequence lives in slot
-    `block_table[p // block_size] * block_size + p % block_size`."""
+    `block_table[p // block_size] * block_size + p % block_size`. Heads come first so that what a row
+    gathers for one head is contiguous `(T_k, hs)`, the layout SDPA reads fastest."""
 
     def __init__(self, num_blocks: int, block_size: int):
         self.num_blocks, self.block_size = num_blocks, block_size
-        self.k: Tensor | None = None          # (num_blocks * block_size, nh, hs)
+        self.k: Tensor | None = None          # (nh, num_blocks * block_size, hs)
         self.v: Tensor | None = None
 
     def ensure(self, k: Tensor, v: Tensor):
         "Allocate the pool like `k`, `v` `(B, nh, T, hs)` if it is not yet."
         if self.k is None:
             n = self.num_blocks * self.block_size
-            self.k = k.new_zeros(n, k.shape[1], k.shape[3])
-            self.v = v.new_zeros(n, v.shape[1], v.shape[3])
+            self.k = k.new_zeros(k.shape[1], n, k.shape[3])
+            self.v = v.new_zeros(v.shape[1], n, v.shape[3])
 
     def nbytes(self) -> int:
         "Bytes held (0 before the first write)."
@@ -196,10 +197,10 @@ class PagedKVCache(KVCache):
         pool.ensure(k, v)
         B, nh, T, hs = k.shape
         for buf, new in ((pool.k, k), (pool.v, v)):                               # scatter the new positions
-            buf.index_copy_(0, b.write_slots, new.transpose(1, 2).reshape(B * T, nh, -1).index_select(0, b.write_rows))
+            buf.index_copy_(1, b.write_slots, new.transpose(0, 1).reshape(nh, B * T, -1).index_select(1, b.write_rows))
         self.offset += T
-        k_all = pool.k.index_select(0, b.read_slots).view(B, b.T_k, nh, -1).transpose(1, 2)   # (B, nh, T_k, hs): gather
-        v_all = pool.v.index_select(0, b.read_slots).view(B, b.T_k, nh, -1).transpose(1, 2)
+        k_all = pool.k.index_select(1, b.read_slots).view(nh, B, b.T_k, -1).transpose(0, 1)   # (B, nh, T_k, hs): gather
+        v_all = pool.v.index_select(1, b.read_slots).view(nh, B, b.T_k, -1).transpose(0, 1)
         return k_all, v_all
 
 # %% ../nbs/16_serving.ipynb #c014fbcf
@@ -208,8 +209,9 @@ def paged_attention(q: Tensor, pool: PagedKVPool, batch: PagedBatch, scale: floa
     (after `PagedKVCache.update` wrote the new ones): gather each row's positions from the pages, then
     PyTorch's SDPA with `batch.attention_mask()`. Grouped-query heads (`nh` a multiple of the pool's) share."""
     B, T_k = batch.valid.shape
-    k = pool.k[batch.read_slots].view(B, T_k, *pool.k.shape[1:]).transpose(1, 2)   # (B, nkv, T_k, hs): the gather
-    v = pool.v[batch.read_slots].view(B, T_k, *pool.v.shape[1:]).transpose(1, 2)
+    nkv = pool.k.shape[0]
+    k = pool.k[:, batch.read_slots].view(nkv, B, T_k, -1).transpose(0, 1)         # (B, nkv, T_k, hs): the gather
+    v = pool.v[:, batch.read_slots].view(nkv, B, T_k, -1).transpose(0, 1)
     return F.scaled_dot_product_attention(q, k, v, attn_mask=batch.attention_mask(), scale=scale,
                                           enable_gqa=k.shape[1] != q.shape[1])   # (B, nh, T, hs)
 

@@ -19,6 +19,7 @@ from torch import Tensor
 
 from .attention import JsonConfig, check_float, check_int
 from .gpt import GPT, decoding_layout, generate, sample_next
+from .multi_head import KVCache
 from .paged import BlockManager, PagedBatch, PagedKVCache, PagedKVPool
 
 # %% ../nbs/16_serving.ipynb #c00c6798
@@ -276,6 +277,15 @@ class ModelRunner:
         self.pools = [PagedKVPool(num_blocks, block_size) for _ in model.blocks]
         self.batched = callable(getattr(model, "trunk", None))           # per-row positions and masks
         self.forwards = 0
+        self._allocate()
+
+    @torch.no_grad()
+    def _allocate(self):
+        "Allocate every layer's pool now, not in the first request's time: one token shows each layer's shapes."
+        caches = [KVCache() for _ in self.pools]
+        self.model(torch.zeros(1, 1, dtype=torch.long, device=self.model.lm_head.weight.device), caches=caches)
+        for pool, c in zip(self.pools, caches):
+            pool.ensure(c.k, c.v)
 
     def _tables(self, seqs) -> Tensor:
         width = max(len(s.block_table) for s in seqs)
