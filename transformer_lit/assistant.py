@@ -16,7 +16,7 @@ from torch import Tensor, nn
 
 from .attention import check_choice, check_float, check_int, check_tensor
 from .gpt import GPT, generate
-from .tokenizer import tokenizer_from_dict
+from .tokenizer import check_tokenizer_dict, tokenizer_from_dict
 
 # %% auto #0
 __all__ = ['TASKS', 'PADDING', 'VERDICTS', 'SPECIALS', 'ROLES', 'IGNORE', 'make_instruction', 'make_instructions', 'judge',
@@ -164,11 +164,7 @@ class ChatTokenizer:
     @classmethod
     def from_dict(cls, d: dict) -> "ChatTokenizer":
         "The tokenizer that `to_dict` described."
-        if not isinstance(d, dict):
-            raise TypeError(f"ChatTokenizer.from_dict: expected a dict, got {type(d).__name__}")
-        if d.get("type") != "chat":
-            raise ValueError(f"ChatTokenizer.from_dict: expected a tokenizer with a chat template (type 'chat'), "
-                             f"got type {d.get('type')!r}")
+        check_tokenizer_dict(d, "chat", "ChatTokenizer.from_dict", "a tokenizer with a chat template (type 'chat')")
         return cls(tokenizer_from_dict(d["base"]), d["specials"])
 
     def __repr__(self):

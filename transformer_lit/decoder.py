@@ -13,9 +13,9 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from .attention import check_choice, check_float, check_int, check_tensor
-from .encoder import (ACTIVATIONS, Encoder, FeedForward, _copy_linear_norm, _stack_from_torch,
-                                     _torch_activation, encoder_from_torch)
+from .attention import check_float, check_int, check_tensor
+from .encoder import (Encoder, FeedForward, check_layer_args, copy_linear_norm, encoder_from_torch,
+                                     layers_and_norm, stack_from_torch, torch_layer_config)
 from .multi_head import KVCache, MemoryKVCache, MultiHeadAttention, PositionHook, mha_from_torch
 from .positional import build_position
 
@@ -56,11 +56,8 @@ class DecoderLayer(nn.Module):
                  norm_first: bool = False, layer_norm_eps: float = 1e-5, bias: bool = True,
                  position: PositionHook | None = None):
         super().__init__()
-        check_int(d_model, "d_model", "DecoderLayer")
-        check_int(n_heads, "n_heads", "DecoderLayer")
-        check_int(d_ff, "d_ff", "DecoderLayer")
-        check_choice(activation, "activation", "DecoderLayer", ACTIVATIONS)
-        self.d_model, self.norm_first = d_model, check_choice(norm_first, "norm_first", "DecoderLayer", (False, True))
+        self.d_model, self.norm_first = d_model, check_layer_args(d_model, n_heads, d_ff, activation, norm_first,
+                                                                  "DecoderLayer")
         self.self_attn = MultiHeadAttention(d_model, n_heads, dropout=dropout, bias=bias, position=position)
         self.cross_attn = MultiHeadAttention(d_model, n_heads, dropout=dropout, bias=bias)
         self.ff = FeedForward(d_model, d_ff, dropout=dropout, activation=activation, bias=bias)
@@ -120,12 +117,10 @@ class Decoder(nn.Module):
                  activation: str = "relu", norm_first: bool = False, layer_norm_eps: float = 1e-5, bias: bool = True,
                  position: PositionHook | None = None, final_norm: bool | None = None):
         super().__init__()
-        check_int(n_layers, "n_layers", "Decoder")
-        self.layers = nn.ModuleList([
-            DecoderLayer(d_model, n_heads, d_ff, dropout=dropout, activation=activation, norm_first=norm_first,
-                         layer_norm_eps=layer_norm_eps, bias=bias, position=position) for _ in range(n_layers)])
-        final_norm = norm_first if final_norm is None else final_norm
-        self.norm = nn.LayerNorm(d_model, eps=layer_norm_eps, bias=bias) if final_norm else None
+        layer = lambda: DecoderLayer(d_model, n_heads, d_ff, dropout=dropout, activation=activation,
+                                     norm_first=norm_first, layer_norm_eps=layer_norm_eps, bias=bias, position=position)
+        self.layers, self.norm = layers_and_norm(layer, n_layers, d_model, norm_first, final_norm, layer_norm_eps,
+                                                 bias, "Decoder")
 
     def forward(self, x: Tensor, memory: Tensor, *, tgt_key_padding_mask: Tensor | None = None,
                 memory_key_padding_mask: Tensor | None = None, tgt_mask: Tensor | None = None,
@@ -154,14 +149,11 @@ def decoder_layer_from_torch(theirs: nn.TransformerDecoderLayer) -> DecoderLayer
     (`theirs.multihead_attn` becomes our `cross_attn`). Our masks are True for real tokens."""
     if not isinstance(theirs, nn.TransformerDecoderLayer):
         raise TypeError(f"decoder_layer_from_torch: expected a torch.nn.TransformerDecoderLayer, got {type(theirs).__name__}")
-    sa = theirs.self_attn
-    ours = DecoderLayer(sa.embed_dim, sa.num_heads, theirs.linear1.out_features, dropout=theirs.dropout.p,
-                        activation=_torch_activation(theirs, "decoder_layer_from_torch"), norm_first=theirs.norm_first,
-                        layer_norm_eps=theirs.norm1.eps, bias=theirs.linear1.bias is not None)
+    ours = DecoderLayer(**torch_layer_config(theirs, "decoder_layer_from_torch"))
     ours = ours.to(device=theirs.linear1.weight.device, dtype=theirs.linear1.weight.dtype)
-    ours.self_attn.load_state_dict(mha_from_torch(sa).state_dict())
+    ours.self_attn.load_state_dict(mha_from_torch(theirs.self_attn).state_dict())
     ours.cross_attn.load_state_dict(mha_from_torch(theirs.multihead_attn).state_dict())
-    _copy_linear_norm(ours, theirs, {"ff.linear1": "linear1", "ff.linear2": "linear2",
+    copy_linear_norm(ours, theirs, {"ff.linear1": "linear1", "ff.linear2": "linear2",
                                      "norm1": "norm1", "norm2": "norm2", "norm3": "norm3"})
     return ours
 
@@ -169,7 +161,7 @@ def decoder_from_torch(theirs: nn.TransformerDecoder) -> Decoder:
     "A `Decoder` with the configuration and a copy of the weights of a `torch.nn.TransformerDecoder`."
     if not isinstance(theirs, nn.TransformerDecoder):
         raise TypeError(f"decoder_from_torch: expected a torch.nn.TransformerDecoder, got {type(theirs).__name__}")
-    return _stack_from_torch(theirs, [decoder_layer_from_torch(layer) for layer in theirs.layers], Decoder)
+    return stack_from_torch(theirs, [decoder_layer_from_torch(layer) for layer in theirs.layers], Decoder)
 
 def transformer_stacks_from_torch(theirs: nn.Transformer) -> tuple[Encoder, Decoder]:
     "Our `(Encoder, Decoder)` with the configuration and weights of a `torch.nn.Transformer`'s two stacks."

@@ -13,8 +13,9 @@ from .attention import check_choice, check_int, check_tensor
 from .multi_head import KVCache, MultiHeadAttention, PositionHook, mha_from_torch
 
 # %% auto #0
-__all__ = ['ACTIVATIONS', 'FeedForward', 'EncoderLayer', 'Encoder', 'encoder_layer_from_torch', 'encoder_from_torch',
-           'grad_norms_at_init', 'plot_grad_norms']
+__all__ = ['ACTIVATIONS', 'FeedForward', 'check_layer_args', 'EncoderLayer', 'layers_and_norm', 'Encoder', 'torch_activation',
+           'torch_layer_config', 'copy_linear_norm', 'encoder_layer_from_torch', 'encoder_from_torch',
+           'stack_from_torch', 'grad_norms_at_init', 'plot_grad_norms']
 
 # %% ../nbs/05_encoder.ipynb #4a213433
 ACTIVATIONS = {"relu": F.relu, "gelu": F.gelu}   # the feed-forward nonlinearities, by name
@@ -47,6 +48,14 @@ class FeedForward(nn.Module):
         return self.linear2(self.dropout(h))                 # (B, T, d_model)
 
 # %% ../nbs/05_encoder.ipynb #138fdc72
+def check_layer_args(d_model, n_heads, d_ff, activation, norm_first, where: str) -> bool:
+    "Check the sizes and choices a Transformer layer is built with (this chapter's and the next's); return `norm_first`."
+    for value, name in ((d_model, "d_model"), (n_heads, "n_heads"), (d_ff, "d_ff")):
+        check_int(value, name, where)
+    check_choice(activation, "activation", where, ACTIVATIONS)
+    return check_choice(norm_first, "norm_first", where, (False, True))
+
+
 class EncoderLayer(nn.Module):
     """Self-attention and feed-forward sublayers with residual connections, batch-first `(B, T, d_model)`.
 
@@ -59,11 +68,8 @@ class EncoderLayer(nn.Module):
                  norm_first: bool = False, layer_norm_eps: float = 1e-5, bias: bool = True,
                  position: PositionHook | None = None):
         super().__init__()
-        check_int(d_model, "d_model", "EncoderLayer")
-        check_int(n_heads, "n_heads", "EncoderLayer")
-        check_int(d_ff, "d_ff", "EncoderLayer")
-        check_choice(activation, "activation", "EncoderLayer", ACTIVATIONS)
-        self.d_model, self.norm_first = d_model, check_choice(norm_first, "norm_first", "EncoderLayer", (False, True))
+        self.d_model, self.norm_first = d_model, check_layer_args(d_model, n_heads, d_ff, activation, norm_first,
+                                                                  "EncoderLayer")
         self.self_attn = MultiHeadAttention(d_model, n_heads, dropout=dropout, bias=bias, position=position)
         self.ff = FeedForward(d_model, d_ff, dropout=dropout, activation=activation, bias=bias)
         self.norm1 = nn.LayerNorm(d_model, eps=layer_norm_eps, bias=bias)
@@ -100,6 +106,16 @@ class EncoderLayer(nn.Module):
         return x
 
 # %% ../nbs/05_encoder.ipynb #f18cda3d
+def layers_and_norm(make_layer, n_layers: int, d_model: int, norm_first: bool, final_norm: bool | None,
+                    layer_norm_eps: float, bias: bool, where: str) -> tuple[nn.ModuleList, nn.LayerNorm | None]:
+    """A stack's `n_layers` layers (each from `make_layer()`) and its final LayerNorm, present when
+    `final_norm` says so (default: with `norm_first`). Chapter 6's `Decoder` is built the same way."""
+    check_int(n_layers, "n_layers", where)
+    final_norm = norm_first if final_norm is None else final_norm
+    return (nn.ModuleList([make_layer() for _ in range(n_layers)]),
+            nn.LayerNorm(d_model, eps=layer_norm_eps, bias=bias) if final_norm else None)
+
+
 class Encoder(nn.Module):
     """`n_layers` `EncoderLayer`s applied in turn, then a final LayerNorm if `final_norm` (default: `norm_first`).
 
@@ -110,12 +126,10 @@ class Encoder(nn.Module):
                  activation: str = "relu", norm_first: bool = False, layer_norm_eps: float = 1e-5, bias: bool = True,
                  position: PositionHook | None = None, final_norm: bool | None = None):
         super().__init__()
-        check_int(n_layers, "n_layers", "Encoder")
-        self.layers = nn.ModuleList([
-            EncoderLayer(d_model, n_heads, d_ff, dropout=dropout, activation=activation, norm_first=norm_first,
-                         layer_norm_eps=layer_norm_eps, bias=bias, position=position) for _ in range(n_layers)])
-        final_norm = norm_first if final_norm is None else final_norm
-        self.norm = nn.LayerNorm(d_model, eps=layer_norm_eps, bias=bias) if final_norm else None
+        layer = lambda: EncoderLayer(d_model, n_heads, d_ff, dropout=dropout, activation=activation,
+                                     norm_first=norm_first, layer_norm_eps=layer_norm_eps, bias=bias, position=position)
+        self.layers, self.norm = layers_and_norm(layer, n_layers, d_model, norm_first, final_norm, layer_norm_eps,
+                                                 bias, "Encoder")
 
     def forward(self, x: Tensor, key_padding_mask: Tensor | None = None, *, attn_mask: Tensor | None = None,
                 is_causal: bool = False, need_weights: bool = False) -> Tensor:
@@ -131,7 +145,7 @@ class Encoder(nn.Module):
         return [layer.attn_weights for layer in self.layers]
 
 # %% ../nbs/05_encoder.ipynb #0954f77c
-def _torch_activation(theirs: nn.Module, name: str) -> str:
+def torch_activation(theirs: nn.Module, name: str) -> str:
     "'relu' or 'gelu' for a torch.nn.TransformerEncoderLayer/DecoderLayer, else ValueError."
     act = getattr(theirs, "activation", None)
     for key, fn in ACTIVATIONS.items():
@@ -139,8 +153,15 @@ def _torch_activation(theirs: nn.Module, name: str) -> str:
             return key
     raise ValueError(f"{name}: only relu and gelu activations can be copied, got {act!r}")
 
+def torch_layer_config(theirs: nn.Module, name: str) -> dict:
+    "Our layer's constructor arguments for a torch.nn.TransformerEncoderLayer/DecoderLayer `theirs`."
+    sa = theirs.self_attn
+    return dict(d_model=sa.embed_dim, n_heads=sa.num_heads, d_ff=theirs.linear1.out_features,
+                dropout=theirs.dropout.p, activation=torch_activation(theirs, name), norm_first=theirs.norm_first,
+                layer_norm_eps=theirs.norm1.eps, bias=theirs.linear1.bias is not None)
+
 @torch.no_grad()
-def _copy_linear_norm(ours: nn.Module, theirs: nn.Module, pairs: dict[str, str]):
+def copy_linear_norm(ours: nn.Module, theirs: nn.Module, pairs: dict[str, str]):
     "Copy parameters of theirs.<their_name> into ours.<our_name> for each pair, checking shapes."
     for our_name, their_name in pairs.items():
         o, t = ours.get_submodule(our_name), theirs.get_submodule(their_name)
@@ -160,22 +181,19 @@ def encoder_layer_from_torch(theirs: nn.TransformerEncoderLayer) -> EncoderLayer
     tokens, theirs (`src_key_padding_mask`) True for tokens to ignore."""
     if not isinstance(theirs, nn.TransformerEncoderLayer):
         raise TypeError(f"encoder_layer_from_torch: expected a torch.nn.TransformerEncoderLayer, got {type(theirs).__name__}")
-    sa = theirs.self_attn
-    ours = EncoderLayer(sa.embed_dim, sa.num_heads, theirs.linear1.out_features, dropout=theirs.dropout.p,
-                        activation=_torch_activation(theirs, "encoder_layer_from_torch"), norm_first=theirs.norm_first,
-                        layer_norm_eps=theirs.norm1.eps, bias=theirs.linear1.bias is not None)
+    ours = EncoderLayer(**torch_layer_config(theirs, "encoder_layer_from_torch"))
     ours = ours.to(device=theirs.linear1.weight.device, dtype=theirs.linear1.weight.dtype)
-    ours.self_attn.load_state_dict(mha_from_torch(sa).state_dict())
-    _copy_linear_norm(ours, theirs, {"ff.linear1": "linear1", "ff.linear2": "linear2", "norm1": "norm1", "norm2": "norm2"})
+    ours.self_attn.load_state_dict(mha_from_torch(theirs.self_attn).state_dict())
+    copy_linear_norm(ours, theirs, {"ff.linear1": "linear1", "ff.linear2": "linear2", "norm1": "norm1", "norm2": "norm2"})
     return ours
 
 def encoder_from_torch(theirs: nn.TransformerEncoder) -> Encoder:
     "An `Encoder` with the configuration and a copy of the weights of a `torch.nn.TransformerEncoder`."
     if not isinstance(theirs, nn.TransformerEncoder):
         raise TypeError(f"encoder_from_torch: expected a torch.nn.TransformerEncoder, got {type(theirs).__name__}")
-    return _stack_from_torch(theirs, [encoder_layer_from_torch(layer) for layer in theirs.layers], Encoder)
+    return stack_from_torch(theirs, [encoder_layer_from_torch(layer) for layer in theirs.layers], Encoder)
 
-def _stack_from_torch(theirs: nn.Module, layers: list[nn.Module], stack: type) -> nn.Module:
+def stack_from_torch(theirs: nn.Module, layers: list[nn.Module], stack: type) -> nn.Module:
     """Our `stack` (`Encoder`, or chapter 6's `Decoder`) holding copies of `layers`, already converted
     from `theirs.layers`, with `theirs.norm` as its final LayerNorm when it has one."""
     first = layers[0]
@@ -187,7 +205,7 @@ def _stack_from_torch(theirs: nn.Module, layers: list[nn.Module], stack: type) -
     for o, layer in zip(ours.layers, layers):
         o.load_state_dict(layer.state_dict())
     if theirs.norm is not None:
-        _copy_linear_norm(ours, theirs, {"norm": "norm"})
+        copy_linear_norm(ours, theirs, {"norm": "norm"})
     return ours
 
 # %% ../nbs/05_encoder.ipynb #3137fc1a

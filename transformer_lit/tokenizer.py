@@ -26,9 +26,9 @@ from .attention import check_int
 # %% auto #0
 __all__ = ['DEFAULT_CORPUS', 'PRETOKENIZE_PATTERN', 'TOKENIZERS_GROUP', 'BUILTIN_TOKENIZERS', 'default_corpus_path',
            'load_corpus', 'fsync_dir', 'atomic_write_bytes', 'first_line', 'file_sha256', 'text_sha256',
-           'tokenizer_json', 'tokenizer_sha256', 'save_tokenizer', 'CharTokenizer', 'pretokenize', 'bytes_to_unicode',
-           'BPETokenizer', 'tokenizer_class', 'tokenizer_from_dict', 'load_tokenizer', 'default_cache_dir',
-           'encode_cached', 'plot_vocab_tradeoff']
+           'tokenizer_json', 'tokenizer_sha256', 'save_tokenizer', 'check_tokenizer_dict', 'CharTokenizer',
+           'pretokenize', 'bytes_to_unicode', 'BPETokenizer', 'tokenizer_class', 'tokenizer_from_dict',
+           'load_tokenizer', 'default_cache_dir', 'encode_cached', 'plot_vocab_tradeoff']
 
 # %% ../nbs/07_tokens.ipynb #8a69bb50
 DEFAULT_CORPUS = "shakespeare.txt"
@@ -177,6 +177,16 @@ def _check_text(text, where: str, name: str = "text", allow_empty: bool = True) 
     return text
 
 # %% ../nbs/07_tokens.ipynb #b8e37b66
+def check_tokenizer_dict(d, kind: str, where: str, what: str | None = None) -> dict:
+    """`d` if it describes a tokenizer of type `kind` (as `to_dict` writes it), else a `TypeError` or
+    `ValueError` naming `where` and what it expected (`what`; by default a dict with that type)."""
+    if not isinstance(d, dict):
+        raise TypeError(f"{where}: expected a dict, got {type(d).__name__}")
+    if d.get("type") != kind:
+        raise ValueError(f"{where}: expected {what or f'a dict with type {kind!r}'}, got type {d.get('type')!r}")
+    return d
+
+
 class CharTokenizer:
     """Character-level tokenizer: one id per distinct character of the training text.
 
@@ -255,11 +265,7 @@ class CharTokenizer:
     @classmethod
     def from_dict(cls, d: dict) -> "CharTokenizer":
         "The tokenizer that `to_dict` described."
-        if not isinstance(d, dict):
-            raise TypeError(f"CharTokenizer.from_dict: expected a dict, got {type(d).__name__}")
-        if d.get("type") != "char":
-            raise ValueError(f"CharTokenizer.from_dict: expected a dict with type 'char', got type "
-                             f"{d.get('type') if isinstance(d, dict) else type(d).__name__!r}")
+        check_tokenizer_dict(d, "char", "CharTokenizer.from_dict")
         return cls(d["chars"], unk=d.get("unk"))
 
     @classmethod
@@ -504,11 +510,7 @@ class BPETokenizer:
     @classmethod
     def from_dict(cls, d: dict) -> "BPETokenizer":
         "The tokenizer that `to_dict` described; refuses a different pre-tokenizer pattern."
-        if not isinstance(d, dict):
-            raise TypeError(f"BPETokenizer.from_dict: expected a dict, got {type(d).__name__}")
-        if d.get("type") != "bpe":
-            raise ValueError(f"BPETokenizer.from_dict: expected a dict with type 'bpe', got type "
-                             f"{d.get('type') if isinstance(d, dict) else type(d).__name__!r}")
+        check_tokenizer_dict(d, "bpe", "BPETokenizer.from_dict")
         if d.get("pattern", PRETOKENIZE_PATTERN) != PRETOKENIZE_PATTERN:
             raise ValueError("BPETokenizer.from_dict: the saved pre-tokenizer pattern differs from PRETOKENIZE_PATTERN "
                              "(GPT-2's); this tokenizer would split text differently from the one that was saved")
