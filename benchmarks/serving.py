@@ -23,6 +23,7 @@ import argparse
 import os
 import platform
 import random
+import statistics
 import time
 
 import torch
@@ -79,6 +80,9 @@ def static_batches(model, reqs, size: int = 16):
     return seqs, t0
 
 
+ENGINE_STEPS: dict[int, list[dict]] = {}        # the engine's step history, per level: where its time went
+
+
 @torch.no_grad()
 def engine(model, reqs):
     eng = LLMEngine(model, EngineConfig(block_size=16, num_blocks=1024, max_num_seqs=64, max_tokens_per_step=512))
@@ -86,7 +90,21 @@ def engine(model, reqs):
     seqs = eng.generate([p for p, _ in reqs], [SamplingParams(max_tokens=m, temperature=0) for _, m in reqs])
     for s in seqs:
         s.arrival = t0
+    ENGINE_STEPS[len(reqs)] = list(eng.history)
     return seqs, t0
+
+
+def step_profile(history: list[dict]) -> str:
+    "Seconds in steps that prefill, seconds in decode-only steps, and the median decode-only step by its rows."
+    prefill = sum(h["seconds"] for h in history if any(k == "prefill" for _, _, k in h["rows"]))
+    by_rows: dict[int, list[float]] = {}
+    for h in history:
+        if all(k == "decode" for _, _, k in h["rows"]):
+            by_rows.setdefault(len(h["rows"]), []).append(h["seconds"])
+    medians = ", ".join(f"{b}: {1e3 * statistics.median(v):.1f}" for b, v in sorted(by_rows.items()) if b in (1, 2, 4, 8, 16, 32, 64))
+    total = sum(h["seconds"] for h in history)
+    return (f"{total:.2f} s in {len(history)} steps, {prefill:.2f} s of them in steps with a prefill; "
+            f"median decode-only step (ms) by rows: {medians}")
 
 
 @torch.no_grad()
@@ -165,6 +183,9 @@ def main():
             print(f"C={c:3d} {name:20s} {m['throughput']:8.0f} tok/s ({m['throughput'] / base:4.1f}x)  "
                   f"TTFT {1e3 * m['ttft_p50']:7.0f} / {1e3 * m['ttft_p99']:7.0f} ms  "
                   f"TPOT {1e3 * m['tpot_p50']:6.1f} / {1e3 * m['tpot_p99']:6.1f} ms", flush=True)
+    for c, history in ENGINE_STEPS.items():
+        if c in args.levels:
+            print(f"engine at C={c}: {step_profile(history)}")
     print(f"\nload average at the end {os.getloadavg()[0]:.1f}\n")
     print("| concurrent | mode | tokens/s | vs (a) | TTFT p50 (ms) | TTFT p99 (ms) | TPOT p50 (ms) | TPOT p99 (ms) |")
     print("|---:|---|---:|---:|---:|---:|---:|---:|")

@@ -168,6 +168,17 @@ class PagedBatch:
         self.valid = key_pos >= 0                                                 # (B, T_k): real keys
         self.key_pos = key_pos
         self.read_slots = slot_indices(block_table, key_pos.clamp(min=0), block_size).flatten()   # (B T_k,)
+        self._rows: dict[tuple[int, int], Tensor] = {}
+
+    def gather(self, buf: Tensor) -> Tensor:
+        """Every row's keys (or values) from one pool tensor `buf (nh, slots, hs)`: `(B, nh, T_k, hs)`. One
+        `index_select` of whole rows of `buf` seen as `(nh * slots, hs)`, PyTorch's fastest copy on a CPU."""
+        nh, slots = buf.shape[:2]
+        rows = self._rows.get((nh, slots))
+        if rows is None:                      # head h's slot s is row h * slots + s; the same for every layer
+            rows = self._rows[(nh, slots)] = (torch.arange(nh)[:, None] * slots + self.read_slots).flatten()
+        out = buf.view(nh * slots, -1).index_select(0, rows)                      # (nh B T_k, hs)
+        return out.view(nh, len(self.n), self.T_k, -1).transpose(0, 1)            # (B, nh, T_k, hs)
 
     def attention_mask(self) -> Tensor:
         """`(B, 1, T, T_k)`, True where a query may attend to a key column: a real key at a position up to the
@@ -199,19 +210,14 @@ class PagedKVCache(KVCache):
         for buf, new in ((pool.k, k), (pool.v, v)):                               # scatter the new positions
             buf.index_copy_(1, b.write_slots, new.transpose(0, 1).reshape(nh, B * T, -1).index_select(1, b.write_rows))
         self.offset += T
-        k_all = pool.k.index_select(1, b.read_slots).view(nh, B, b.T_k, -1).transpose(0, 1)   # (B, nh, T_k, hs): gather
-        v_all = pool.v.index_select(1, b.read_slots).view(nh, B, b.T_k, -1).transpose(0, 1)
-        return k_all, v_all
+        return b.gather(pool.k), b.gather(pool.v)                                 # (B, nh, T_k, hs): gather
 
 # %% ../nbs/16_serving.ipynb #c014fbcf
 def paged_attention(q: Tensor, pool: PagedKVPool, batch: PagedBatch, scale: float | None = None) -> Tensor:
     """Attention of the queries `q (B, nh, T, hs)` of a batch to the keys and values its rows have in `pool`
     (after `PagedKVCache.update` wrote the new ones): gather each row's positions from the pages, then
     PyTorch's SDPA with `batch.attention_mask()`. Grouped-query heads (`nh` a multiple of the pool's) share."""
-    B, T_k = batch.valid.shape
-    nkv = pool.k.shape[0]
-    k = pool.k[:, batch.read_slots].view(nkv, B, T_k, -1).transpose(0, 1)         # (B, nkv, T_k, hs): the gather
-    v = pool.v[:, batch.read_slots].view(nkv, B, T_k, -1).transpose(0, 1)
+    k, v = batch.gather(pool.k), batch.gather(pool.v)                          # (B, nkv, T_k, hs): the gather
     return F.scaled_dot_product_attention(q, k, v, attn_mask=batch.attention_mask(), scale=scale,
                                           enable_gqa=k.shape[1] != q.shape[1])   # (B, nh, T, hs)
 

@@ -279,7 +279,7 @@ def create_app(engine: LLMEngine, tokenizer, model_name: str, *, max_body_bytes:
             raise RequestError(str(e).removeprefix("add_request: "), "max_tokens") from None
         return out
 
-    async def respond(body: dict, prompt: list[int], params: list[SamplingParams], kind: str):
+    async def respond(request: Request, body: dict, prompt: list[int], params: list[SamplingParams], kind: str):
         rid, created = f"{'chatcmpl' if kind == 'chat' else 'cmpl'}-{time.time_ns():x}", int(time.time())
         aeng: AsyncEngine = app.state.engine
         obj = "chat.completion" if kind == "chat" else "text_completion"
@@ -302,6 +302,14 @@ def create_app(engine: LLMEngine, tokenizer, model_name: str, *, max_body_bytes:
                         await queue_.put((i, "", "error"))
 
                 tasks = [asyncio.create_task(pump(i, p)) for i, p in enumerate(params)]
+
+                async def watch():                                      # a client that goes away is seen at
+                    while (await request.receive())["type"] != "http.disconnect":   # once, not whenever this
+                        pass                                            # generator happens to be collected
+                    for t in tasks:
+                        t.cancel()
+
+                watcher = asyncio.create_task(watch())
                 done = 0
                 try:
                     while done < len(tasks):
@@ -312,7 +320,7 @@ def create_app(engine: LLMEngine, tokenizer, model_name: str, *, max_body_bytes:
                         yield f"data: {json.dumps(chunk)}\n\n"
                     yield "data: [DONE]\n\n"
                 finally:
-                    for t in tasks:                                     # a disconnect cancels every choice
+                    for t in tasks + [watcher]:                         # a disconnect cancels every choice
                         t.cancel()
             return StreamingResponse(events(), media_type="text/event-stream")
 
@@ -340,7 +348,7 @@ def create_app(engine: LLMEngine, tokenizer, model_name: str, *, max_body_bytes:
         if not prompt:
             raise RequestError("'prompt' is empty; give at least one character", "prompt")
         ids = encode(prompt, "prompt")
-        return await respond(body, ids, params_for(body, ids, 16), "text")
+        return await respond(request, body, ids, params_for(body, ids, 16), "text")
 
     @app.post("/v1/chat/completions")
     async def chat_completions(request: Request):
@@ -357,7 +365,7 @@ def create_app(engine: LLMEngine, tokenizer, model_name: str, *, max_body_bytes:
             ids = tokenizer.encode_chat([{"role": m.get("role"), "content": m["content"]} for m in messages])
         except (ValueError, TypeError, KeyError) as e:
             raise RequestError(f"'messages' cannot be encoded: {e}", "messages") from None
-        return await respond(body, ids, params_for(body, ids, None, [tokenizer.end_id]), "chat")
+        return await respond(request, body, ids, params_for(body, ids, None, [tokenizer.end_id]), "chat")
 
     @app.get("/v1/models")
     async def models():
