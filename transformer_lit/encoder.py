@@ -146,7 +146,7 @@ class Encoder(nn.Module):
 
 # %% ../nbs/05_encoder.ipynb #0954f77c
 def torch_activation(theirs: nn.Module, name: str) -> str:
-    "'relu' or 'gelu' for a torch.nn.TransformerEncoderLayer/DecoderLayer, else ValueError."
+    "'relu' or 'gelu' for a torch.nn.TransformerEncoderLayer or TransformerDecoderLayer, else ValueError."
     act = getattr(theirs, "activation", None)
     for key, fn in ACTIVATIONS.items():
         if act is fn or isinstance(act, {"relu": nn.ReLU, "gelu": nn.GELU}[key]) and getattr(act, "approximate", "none") == "none":
@@ -154,7 +154,7 @@ def torch_activation(theirs: nn.Module, name: str) -> str:
     raise ValueError(f"{name}: only relu and gelu activations can be copied, got {act!r}")
 
 def torch_layer_config(theirs: nn.Module, name: str) -> dict:
-    "Our layer's constructor arguments for a torch.nn.TransformerEncoderLayer/DecoderLayer `theirs`."
+    "Our layer's constructor arguments for a torch.nn.TransformerEncoderLayer or TransformerDecoderLayer `theirs`."
     sa = theirs.self_attn
     return dict(d_model=sa.embed_dim, n_heads=sa.num_heads, d_ff=theirs.linear1.out_features,
                 dropout=theirs.dropout.p, activation=torch_activation(theirs, name), norm_first=theirs.norm_first,

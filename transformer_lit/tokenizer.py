@@ -178,8 +178,7 @@ def _check_text(text, where: str, name: str = "text", allow_empty: bool = True) 
 
 # %% ../nbs/07_tokens.ipynb #b8e37b66
 def check_tokenizer_dict(d, kind: str, where: str, what: str | None = None) -> dict:
-    """`d` if it describes a tokenizer of type `kind` (as `to_dict` writes it), else a `TypeError` or
-    `ValueError` naming `where` and what it expected (`what`; by default a dict with that type)."""
+    "`d` if it describes a tokenizer of type `kind` (as `to_dict` writes it), else an error naming `where`."
     if not isinstance(d, dict):
         raise TypeError(f"{where}: expected a dict, got {type(d).__name__}")
     if d.get("type") != kind:
@@ -258,9 +257,7 @@ class CharTokenizer:
         "A JSON-ready description from which `from_dict` rebuilds the same tokenizer."
         return {"type": "char", "chars": "".join(self.chars), "unk": self.unk}
 
-    def save(self, path) -> Path:
-        "Write the vocabulary as JSON (atomically)."
-        return save_tokenizer(self, path)
+    save = save_tokenizer                  # `tok.save(path)`: the tokenizer file, written atomically
 
     @classmethod
     def from_dict(cls, d: dict) -> "CharTokenizer":
@@ -503,9 +500,7 @@ class BPETokenizer:
             d["vocab"] = ["".join(b2u[b] for b in v) for v in self.vocab]
         return d
 
-    def save(self, path) -> Path:
-        "Write the merges (and the vocabulary, when it is not the plain layout) as JSON (atomically)."
-        return save_tokenizer(self, path)
+    save = save_tokenizer                  # `tok.save(path)`: the merges (and the vocabulary unless plain), atomically
 
     @classmethod
     def from_dict(cls, d: dict) -> "BPETokenizer":
