@@ -33,14 +33,17 @@ def linear_intensity(tokens: int, d_in: int, d_out: int, dtype_bytes: int = 4) -
 
 
 @torch.no_grad()
-def measure_matmul(tokens, d_in: int = 768, d_out: int = 3072, repeats: int = 5, threads: int = 1) -> list[dict]:
+def measure_matmul(tokens, d_in: int = 768, d_out: int = 3072, repeats: int = 5, threads: int = 1,
+                   layers: int = 12) -> list[dict]:
     """Time `x (n, d_in) @ W (d_in, d_out)` in float32 for each `n` in `tokens`: one dict per `n` with the
-    `intensity` (FLOPs per byte, `linear_intensity`), the `seconds` (the fastest of `repeats`: other work on the
-    machine can only slow a run down, so the minimum is the least disturbed estimate) and `gflops`. On
-    `threads` threads (default 1: one core's roofline; a multi-threaded product stalls whenever another
-    process holds one of its cores)."""
+    `intensity` (FLOPs per byte, `linear_intensity`), the `seconds` per product (the fastest of `repeats`:
+    other work on the machine can only slow a run down, so the minimum is the least disturbed estimate) and
+    `gflops`. Like a decode step through a model, each timing runs `x` through `layers` different matrices
+    (12 of GPT-2 small's MLP shape are 113 MB, more than a CPU's caches), so the weights come from memory
+    as they do in a real model, not from a cache that one small matrix would fit in. On `threads` threads
+    (default 1: one core's roofline; a multi-threaded product stalls whenever another process holds a core)."""
     check_int(repeats, "repeats", "measure_matmul")
-    W = torch.randn(d_in, d_out)
+    W = [torch.randn(d_in, d_out) for _ in range(check_int(layers, "layers", "measure_matmul"))]
     out, saved = [], torch.get_num_threads()
     torch.set_num_threads(check_int(threads, "threads", "measure_matmul"))
     try:
@@ -51,17 +54,17 @@ def measure_matmul(tokens, d_in: int = 768, d_out: int = 3072, repeats: int = 5,
 
 
 def _time_products(tokens, W, d_in, d_out, repeats):
-    "The timing loop of `measure_matmul`: for each `n`, the fastest of `repeats` products `(n, d_in) @ W`."
+    "The timing loop of `measure_matmul`: for each `n`, the fastest of `repeats` passes of `(n, d_in)` through every matrix of `W`."
     out = []
     for n in tokens:
         x = torch.randn(check_int(n, "tokens", "measure_matmul"), d_in)
-        x @ W                                                                  # warm up
         times = []
-        for _ in range(repeats):
+        for _ in range(repeats + 1):                                           # the first pass warms up
             t0 = time.perf_counter()
-            x @ W
-            times.append(time.perf_counter() - t0)
-        s = min(times)
+            for w in W:
+                x @ w
+            times.append((time.perf_counter() - t0) / len(W))
+        s = min(times[1:])
         out.append({"tokens": n, "intensity": linear_intensity(n, d_in, d_out), "seconds": s,
                     "gflops": 2 * n * d_in * d_out / s / 1e9})
     return out
