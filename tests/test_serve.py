@@ -227,16 +227,24 @@ def test_chat_without_template_is_400():
 
 def test_disconnect_cancels_and_frees_blocks(server):
     import http.client
-    before = health(server)["aborted"]
-    conn = http.client.HTTPConnection("127.0.0.1", server, timeout=30)
-    conn.request("POST", "/v1/completions", body=json.dumps({"model": "tiny", "prompt": "the cat", "max_tokens": 480,
-                                                             "temperature": 0, "stream": True}),
-                 headers={"Content-Type": "application/json"})
-    r = conn.getresponse()
-    assert r.status == 200 and r.readline().startswith(b"data: ")
-    conn.sock.shutdown(socket.SHUT_RDWR)                                # the client goes away after one event
-    conn.close()
-    h = wait_idle(server)                                                # 480 tokens take far longer than this
+    for attempt in range(3):
+        # The client leaves after its first event. On a machine busy with other tests, the server may finish
+        # all 480 tokens before this process is scheduled again: such an attempt tests nothing and is
+        # repeated; one counts only if /health showed the request still running when the client left.
+        before = health(server)["aborted"]
+        conn = http.client.HTTPConnection("127.0.0.1", server, timeout=30)
+        conn.request("POST", "/v1/completions", body=json.dumps({"model": "tiny", "prompt": "the cat",
+                                                                 "max_tokens": 480, "temperature": 0, "stream": True}),
+                     headers={"Content-Type": "application/json"})
+        r = conn.getresponse()
+        assert r.status == 200 and r.readline().startswith(b"data: ")
+        running = health(server)["running"]
+        conn.sock.shutdown(socket.SHUT_RDWR)                            # the client goes away
+        conn.close()
+        h = wait_idle(server)
+        if running:
+            break
+    assert running, "in three attempts the server finished 480 tokens before the client could leave"
     assert h["aborted"] == before + 1                                    # cancelled, not run to the end
     assert h["running"] == 0 and h["free_blocks"] == NUM_BLOCKS          # and its blocks are free again
 
